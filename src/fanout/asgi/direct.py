@@ -1,0 +1,91 @@
+"""The direct transport: frames encoded once, written as bytes to each socket.
+
+``FanoutWebSocketProtocol`` is uvicorn's sans-I/O WebSocket protocol plus one ASGI
+scope extension, ``fanout.direct``: a writer that puts pre-encoded frames straight on
+the asyncio transport. Server frames are unmasked, so the same bytes serve every
+recipient, and consecutive frames go out in one write. Handshake, reading, pings and
+close replies stay uvicorn's. Without per-message compression only: compressed frames
+would have to be encoded per connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from fanout.protocol.envelope import OutFrame
+
+EXTENSION = "fanout.direct"
+
+
+class DirectTransport:
+    __slots__ = ("_proto", "on_shutdown")
+
+    def __init__(self, proto: FanoutWebSocketProtocol) -> None:
+        self._proto = proto
+        self.on_shutdown: Callable[[], None] | None = None
+
+    def ready(self) -> bool:
+        p = self._proto
+        return p.writable.is_set() and not p.close_sent and not p.disconnected
+
+    def write_now(self, frames: list[OutFrame]) -> None:
+        transport = self._proto.transport
+        if len(frames) == 1:
+            transport.write(frames[0].wire)
+        else:
+            transport.writelines([f.wire for f in frames])
+
+    async def send(self, frames: list[OutFrame]) -> None:
+        p = self._proto
+        # pause_writing/resume_writing drive this event: the socket buffer is past its
+        # high-water mark until the peer reads.
+        await p.writable.wait()
+        if not (p.close_sent or p.disconnected):
+            self.write_now(frames)
+
+    def close(self, code: int, reason: str, *, timeout_s: float) -> None:
+        p = self._proto
+        if p.close_sent or p.disconnected:
+            return
+        p.conn.send_close(code, reason)
+        p.transport.write(b"".join(p.conn.data_to_send()))
+        p.close_sent = True
+        p.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if p.read_paused:
+            # Keep reading so the peer's close reply is seen and ends the handshake.
+            p.read_paused = False
+            p.transport.resume_reading()
+        # abort(), not close(): close() waits for the buffer to drain, which a stalled
+        # peer never does. uvicorn cancels this timer when the close reply arrives.
+        p.close_timer = p.loop.call_later(timeout_s, p.transport.abort)
+
+
+class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Pass as ``ws=`` to uvicorn to give fanout its direct transport."""
+
+    direct: DirectTransport | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.close_sent and not self.conn.extensions:
+            self.direct = DirectTransport(self)
+            scope["extensions"][EXTENSION] = self.direct
+
+    def shutdown(self) -> None:
+        # uvicorn's default closes at once with 1012; fanout flushes, then closes 1001.
+        direct = self.direct
+        if (
+            direct is not None
+            and direct.on_shutdown is not None
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            self.stop_keepalive()
+            direct.on_shutdown()
+            return
+        super().shutdown()

@@ -1,0 +1,74 @@
+"""The Broker interface: what the hub needs from any storage and delivery backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from fanout.protocol.envelope import Message, Payload
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where a publish landed. ``duplicate`` is true for a retry of a known ``id``."""
+
+    epoch: str
+    offset: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A room's retained messages after some offset.
+
+    ``first_kept`` is the lowest offset history still holds (``latest + 1`` when it holds
+    none); ``messages`` are the retained ones after the requested offset, in order.
+    """
+
+    epoch: str
+    latest: int
+    first_kept: int
+    messages: list[Message]
+
+
+class BrokerListener(Protocol):
+    """Receives a room's live stream. Per room, calls come in offset order."""
+
+    def on_message(self, message: Message) -> None:
+        """The next message of a room the listener attached to."""
+
+    def on_reset(self, room: str, epoch: str, latest: int) -> None:
+        """The room's history was lost: a new epoch begins after ``latest``."""
+
+
+class Broker(Protocol):
+    """Stores rooms' messages with offsets and streams them to one listener per node.
+
+    Contract (the shared suite in tests/brokers holds every implementation to it):
+    - ``publish`` returns the message's offset, 1, 2, 3, ... per room and epoch;
+      a retried ``msg_id`` returns the first offset with ``duplicate=True``.
+    - After ``attach(room)``, the listener gets every later message of that room,
+      in offset order, each once, or an ``on_reset``.
+    - ``history(room, after)`` returns what is retained after ``after``; a room that
+      never had a message is at offset 0.
+    """
+
+    async def start(self, listener: BrokerListener) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(
+        self, room: str, data: Payload, *, msg_id: str | None = None
+    ) -> Published: ...
+
+    async def history(self, room: str, after: int | None) -> History:
+        """Epoch, latest offset, and the retained messages after ``after`` (none if None)."""
+
+    async def attach(self, room: str) -> None:
+        """Start streaming ``room`` to the listener (a local member joined)."""
+
+    async def detach(self, room: str) -> None:
+        """Stop streaming ``room`` (its last local member left)."""
+
+    async def health(self) -> str | None:
+        """None when usable, else the reason it is not."""

@@ -1,0 +1,18 @@
+"""Builds the broker a settings URL names; optional backends are imported lazily."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fanout.brokers.memory import MemoryBroker
+
+if TYPE_CHECKING:
+    from fanout.brokers.base import Broker
+    from fanout.settings import Settings
+
+
+def make_broker(settings: Settings) -> Broker:
+    url = settings.broker
+    if url == "memory":
+        return MemoryBroker(settings.memory_broker_limits())
+    raise ValueError(f"unknown broker {url!r}: expected 'memory'")

@@ -1,0 +1,168 @@
+"""The in-memory broker: one process, a bounded history ring per room."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from fanout.brokers.base import BrokerListener, History, Published
+from fanout.protocol.envelope import Message, Payload
+from fanout.protocol.errors import StateError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryBrokerLimits:
+    history_max_messages: int = 1000
+    history_max_bytes: int = 64 * 1024 * 1024
+    history_total_max_bytes: int = 512 * 1024 * 1024
+    max_rooms: int = 10_000
+    idempotency_max_ids: int = 10_000
+    idempotency_ttl_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("history_max_messages", "history_max_bytes", "history_total_max_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.max_rooms < 1 or self.idempotency_max_ids < 0 or self.idempotency_ttl_s < 0:
+            raise ValueError("max_rooms must be >= 1, idempotency limits >= 0")
+
+
+class _Room:
+    __slots__ = ("attached", "bytes", "epoch", "ids", "latest", "ring")
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(6)
+        self.latest = 0
+        self.ring: deque[Message] = deque()
+        self.bytes = 0
+        # id -> (offset, monotonic time first seen), oldest first
+        self.ids: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.attached = False
+
+
+class MemoryBroker:
+    """Default broker. History and idempotency live in this process and die with it;
+    a restarted process starts new epochs, which clients see as ``recovered: false``."""
+
+    def __init__(self, limits: MemoryBrokerLimits | None = None) -> None:
+        self.limits = limits or MemoryBrokerLimits()
+        # Least recently active room first: eviction and global trimming start there.
+        self._rooms: OrderedDict[str, _Room] = OrderedDict()
+        self._total_bytes = 0
+        self._listener: BrokerListener | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return self._total_bytes
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    async def start(self, listener: BrokerListener) -> None:
+        self._listener = listener
+
+    async def close(self) -> None:
+        self._listener = None
+
+    async def health(self) -> str | None:
+        return None
+
+    async def attach(self, room: str) -> None:
+        self._room(room).attached = True
+
+    async def detach(self, room: str) -> None:
+        state = self._rooms.get(room)
+        if state is not None:
+            state.attached = False
+
+    async def history(self, room: str, after: int | None) -> History:
+        state = self._room(room)
+        ring = state.ring
+        first_kept = ring[0].offset if ring else state.latest + 1
+        if after is None:
+            return History(state.epoch, state.latest, first_kept, [])
+        start = max(after + 1, first_kept) - first_kept
+        messages = [ring[i] for i in range(start, len(ring))] if start < len(ring) else []
+        return History(state.epoch, state.latest, first_kept, messages)
+
+    async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
+        listener = self._listener
+        if listener is None:
+            raise StateError("MemoryBroker.publish before start()")
+        state = self._room(room)
+        if msg_id is not None:
+            known = self._remember(state, msg_id)
+            if known is not None:
+                return Published(state.epoch, known, duplicate=True)
+        state.latest += 1
+        message = Message(room, state.epoch, state.latest, data)
+        if msg_id is not None:
+            state.ids[msg_id] = (message.offset, time.monotonic())
+        self._append(state, message)
+        if state.attached:
+            listener.on_message(message)
+        return Published(state.epoch, message.offset)
+
+    def _room(self, room: str) -> _Room:
+        state = self._rooms.get(room)
+        if state is None:
+            state = _Room()
+            self._rooms[room] = state
+            self._evict_rooms()
+        else:
+            self._rooms.move_to_end(room)
+        return state
+
+    def _remember(self, state: _Room, msg_id: str) -> int | None:
+        """Forget ids past the window, then return the offset of ``msg_id`` if known."""
+        ids = self._ids_expire(state)
+        hit = ids.get(msg_id)
+        return None if hit is None else hit[0]
+
+    def _ids_expire(self, state: _Room) -> OrderedDict[str, tuple[int, float]]:
+        ids = state.ids
+        limit = self.limits.idempotency_max_ids
+        oldest_allowed = time.monotonic() - self.limits.idempotency_ttl_s
+        while ids and (len(ids) >= limit or next(iter(ids.values()))[1] < oldest_allowed):
+            ids.popitem(last=False)
+        return ids
+
+    def _append(self, state: _Room, message: Message) -> None:
+        state.ring.append(message)
+        state.bytes += message.size
+        self._total_bytes += message.size
+        limits = self.limits
+        while len(state.ring) > limits.history_max_messages or (
+            state.bytes > limits.history_max_bytes and len(state.ring) > 1
+        ):
+            self._drop_oldest(state)
+        if self._total_bytes > limits.history_total_max_bytes:
+            # Trim the least recently active rooms first; the newest message always stays.
+            for other in list(self._rooms.values()):
+                while other.ring and self._total_bytes > limits.history_total_max_bytes:
+                    if other is state and len(state.ring) == 1:
+                        break
+                    self._drop_oldest(other)
+                if self._total_bytes <= limits.history_total_max_bytes:
+                    break
+
+    def _drop_oldest(self, state: _Room) -> None:
+        dropped = state.ring.popleft()
+        state.bytes -= dropped.size
+        self._total_bytes -= dropped.size
+
+    def _evict_rooms(self) -> None:
+        """Forget the least recently active unattached rooms beyond ``max_rooms``.
+
+        A forgotten room that comes back gets a new epoch: clients learn that its history
+        is unknown instead of seeing offsets restart silently.
+        """
+        excess = len(self._rooms) - self.limits.max_rooms
+        if excess <= 0:
+            return
+        for name in [n for n, s in self._rooms.items() if not s.attached][:excess]:
+            gone = self._rooms.pop(name)
+            self._total_bytes -= gone.bytes

@@ -1,0 +1,74 @@
+"""``fanout serve``: parse and delegate, no logic here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+from collections.abc import Sequence
+
+from fanout.settings import Settings, parse_value
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "settings", "each also read from FANOUT_<NAME> in the environment"
+    )
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if isinstance(f.default, bool):
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=type(f.default).__name__.upper(),
+                type=functools.partial(parse_value, f),
+                help=help_text,
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fanout", description="Real-time WebSocket hub on FastAPI, and its load lab."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub (in-memory broker by default) with the chat page at /",
+        description="Run the hub under uvicorn. WebSocket at /ws and /ws/{room}, chat page"
+        " at /, health at /healthz, Prometheus metrics at /metrics.",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    _add_settings_flags(serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from fanout.asgi.server import serve
+
+        overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+        try:
+            settings = Settings.from_env(**overrides)
+        except ValueError as exc:
+            print(f"fanout serve: {exc}", file=sys.stderr)
+            return 2
+        serve(settings, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

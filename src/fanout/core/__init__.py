@@ -1,0 +1,1 @@
+"""The hub's core: bounded outboxes, connections, rooms, fan-out. asyncio only."""

@@ -1,0 +1,212 @@
+"""One WebSocket: a bounded outbox drained by direct writes or one writer task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from fanout.core.flush import FlushScheduler
+from fanout.core.outbox import Outbox, OutboxLimits
+from fanout.core.transport import Transport
+from fanout.protocol.codes import CloseCode
+from fanout.protocol.envelope import Message, OutFrame
+from fanout.protocol.errors import StateError
+
+log = logging.getLogger("fanout.connection")
+_ids = itertools.count(1)
+
+
+class Mode(Enum):
+    V1 = "fanout.v1"
+    PLAIN = "plain"
+
+
+class ConnState(Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """A connection's membership of a room and how far it has been delivered."""
+
+    conn: Connection
+    room: str
+    epoch: str = ""
+    offset: int = 0
+    # While not None the subscription is being replayed: live messages wait here.
+    pending: list[Message] | None = field(default_factory=list)
+
+
+class Connection:
+    """A client connection as the hub sees it.
+
+    Fan-out calls ``enqueue`` and never waits: frames go to a bounded outbox; a full
+    outbox closes this connection alone with 4008 (slow consumer).
+    """
+
+    __slots__ = (
+        "_dirty",
+        "_flusher",
+        "_on_closed",
+        "_outbox",
+        "_transport",
+        "_wake",
+        "_writer",
+        "_writing",
+        "client",
+        "close_code",
+        "close_reason",
+        "close_timeout_s",
+        "closed",
+        "id",
+        "mode",
+        "state",
+        "subscriptions",
+    )
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        mode: Mode,
+        outbox_limits: OutboxLimits,
+        flusher: FlushScheduler,
+        close_timeout_s: float = 5.0,
+        client: str = "",
+        on_closed: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.mode = mode
+        self.client = client
+        self.state = ConnState.OPEN
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.close_timeout_s = close_timeout_s
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = asyncio.Event()
+        self._transport = transport
+        self._outbox = Outbox(outbox_limits)
+        self._flusher = flusher
+        self._dirty = False
+        self._writing = False
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
+
+    def __repr__(self) -> str:
+        return f"<Connection #{self.id} {self.mode.value} {self.client} {self.state.value}>"
+
+    @property
+    def queued_frames(self) -> int:
+        return len(self._outbox)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._outbox.bytes
+
+    def start(self) -> None:
+        if self._writer is not None:
+            raise StateError("connection already started")
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name=f"fanout-writer-{self.id}"
+        )
+
+    def enqueue(self, frame: OutFrame) -> bool:
+        """Queue a frame without waiting. False if the connection is closing or overflowed."""
+        if self.state is not ConnState.OPEN:
+            return False
+        if not self._outbox.put(frame):
+            self._overflow()
+            return False
+        if not self._dirty:
+            self._dirty = True
+            self._flusher.mark(self)
+        return True
+
+    def flush(self) -> None:
+        self._dirty = False
+        if not self._outbox or self.state is ConnState.CLOSED:
+            return
+        if not self._writing and self._transport.ready():
+            self._transport.write_now(self._outbox.take_all())
+        else:
+            # The socket applies backpressure: the writer task waits for it to drain.
+            self._wake.set()
+
+    async def _write_loop(self) -> None:
+        while self.state is not ConnState.CLOSED:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox and self._is_live():
+                self._writing = True
+                try:
+                    await self._transport.send(self._outbox.take_all())
+                except Exception as exc:  # the peer vanished mid-write
+                    log.debug("write to %r failed: %r", self, exc)
+                    self.mark_closed(CloseCode.INTERNAL, "write failed")
+                    return
+                finally:
+                    self._writing = False
+
+    def _is_live(self) -> bool:
+        # A method, not an inline check: the state changes while the writer awaits.
+        return self.state is not ConnState.CLOSED
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until everything queued was handed to the socket, at most ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self._outbox or self._writing) and self.state is ConnState.OPEN:
+            if loop.time() >= deadline:
+                return False
+            self.flush()
+            # Polling at 10 ms is fine here: this runs once per connection at shutdown.
+            await asyncio.sleep(0.01)
+        return not self._outbox
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close now: queued frames are dropped, the close frame goes out at once."""
+        if self.state is not ConnState.OPEN:
+            return
+        self.state = ConnState.CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        self._outbox.clear()
+        self._transport.close(code, reason, timeout_s=self.close_timeout_s)
+
+    def mark_closed(self, code: int | None = None, reason: str = "") -> None:
+        """The socket is gone (called once the endpoint saw the disconnect)."""
+        if self.state is ConnState.CLOSED:
+            return
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self.state = ConnState.CLOSED
+        self._outbox.clear()
+        self._wake.set()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        self.closed.set()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    async def wait_writer_stopped(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    def _overflow(self) -> None:
+        log.warning(
+            "slow consumer %r: outbox full (%d frames, %d bytes); closing with 4008",
+            self,
+            len(self._outbox),
+            self._outbox.bytes,
+        )
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")

@@ -1,0 +1,110 @@
+"""The event-driven API: write handlers, not ``while True`` loops.
+
+One ``Consumer`` instance serves one connection. Override the handlers you need::
+
+    class Echo(Consumer):
+        async def on_connect(self) -> None:
+            await self.join("lobby")
+
+        async def on_message(self, room: str, data: Payload) -> None:
+            await self.publish("lobby", f"Server received: {data}")
+
+Handlers:
+- ``on_connect()``: the socket is open; join rooms, or ``refuse()``.
+- ``on_message(room, data)``: a plain-mode frame (text as ``str``, binary as ``bytes``).
+  ``room`` is the connection's room (``/ws`` -> ``lobby``, ``/ws/{room}``).
+- ``on_subscribe(room)`` / ``on_publish(room, data)``: ``fanout.v1`` requests; call
+  ``deny()`` to refuse; ``on_publish`` returns the data to publish (it may rewrite it).
+- ``on_disconnect(code)``: the socket is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from fanout.brokers.base import Published
+from fanout.core.connection import Connection, Mode
+from fanout.core.hub import Hub
+from fanout.protocol.codes import CloseCode, ErrorCode
+from fanout.protocol.envelope import OutFrame, Payload
+from fanout.protocol.errors import FrameError, ProtocolViolation
+from fanout.protocol.frames import Since, check_room
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What the handshake said: path, query, headers (lower-case names), peer address."""
+
+    path: str = "/ws"
+    room: str = "lobby"
+    client: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Consumer:
+    """Base consumer: plain clients join their room and every frame is broadcast to it
+    (the article's behaviour); ``fanout.v1`` requests are all allowed."""
+
+    def __init__(self, hub: Hub, connection: Connection, info: ConnectionInfo) -> None:
+        self.hub = hub
+        self.connection = connection
+        self.info = info
+
+    @property
+    def mode(self) -> Mode:
+        return self.connection.mode
+
+    # -- handlers -----------------------------------------------------------------------
+
+    async def on_connect(self) -> None:
+        if self.mode is Mode.PLAIN:
+            await self.join(self.info.room)
+
+    async def on_message(self, room: str, data: Payload) -> None:
+        await self.publish(room, data)
+
+    async def on_subscribe(self, room: str) -> None:
+        return None
+
+    async def on_publish(self, room: str, data: Payload) -> Payload:
+        return data
+
+    async def on_disconnect(self, code: int | None) -> None:
+        return None
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def join(self, room: str, since: Since | None = None) -> None:
+        """Subscribe this connection to ``room`` (``fanout.v1`` clients get ``subscribed``)."""
+        await self.hub.subscribe(self.connection, check_room(room), since)
+
+    async def leave(self, room: str) -> None:
+        await self.hub.unsubscribe(self.connection, room)
+
+    async def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
+        """Publish to every member of ``room``, on every node."""
+        return await self.hub.publish(check_room(room), data, msg_id=id)
+
+    def send(self, data: Payload) -> bool:
+        """Send to this connection only, outside any room's history.
+
+        Plain clients get strings and bytes as-is; ``fanout.v1`` clients get ``data``,
+        which must then be a JSON object with a ``type`` of the application's own.
+        """
+        if isinstance(data, str):
+            frame = OutFrame.text(data)
+        elif isinstance(data, bytes):
+            frame = OutFrame.binary(data)
+        else:
+            frame = OutFrame.json(data)
+        return self.connection.enqueue(frame)
+
+    def refuse(self, code: int = CloseCode.POLICY, reason: str = "refused") -> NoReturn:
+        """Close this connection with ``code`` (raise from any handler)."""
+        raise ProtocolViolation(CloseCode(code), reason)
+
+    def deny(self, reason: str = "forbidden") -> NoReturn:
+        """Refuse one subscribe or publish with an ``error`` frame; the connection stays."""
+        raise FrameError(ErrorCode.FORBIDDEN, reason)

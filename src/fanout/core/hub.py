@@ -1,0 +1,279 @@
+"""Rooms and their local members; takes publishes, fans out what the broker delivers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from fanout.brokers.base import Broker, Published
+from fanout.core.connection import Connection, ConnState, Mode, Subscription
+from fanout.core.flush import FlushScheduler
+from fanout.core.outbox import OutboxLimits
+from fanout.core.transport import Transport
+from fanout.protocol import server_frames
+from fanout.protocol.codes import CloseCode, ErrorCode
+from fanout.protocol.envelope import Message, Payload
+from fanout.protocol.errors import (
+    BrokerError,
+    BrokerTimeout,
+    BrokerUnavailable,
+    FrameError,
+    ProtocolViolation,
+    StateError,
+)
+from fanout.protocol.frames import Since
+
+log = logging.getLogger("fanout.hub")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubLimits:
+    max_connections: int = 10_000
+    max_rooms_per_connection: int = 100
+    publish_timeout_s: float = 5.0
+    close_timeout_s: float = 5.0
+    shutdown_flush_s: float = 10.0
+    outbox: OutboxLimits = field(default_factory=OutboxLimits)
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1 or self.max_rooms_per_connection < 1:
+            raise ValueError("max_connections and max_rooms_per_connection must be >= 1")
+        if min(self.publish_timeout_s, self.close_timeout_s, self.shutdown_flush_s) <= 0:
+            raise ValueError("timeouts must be > 0")
+
+
+class _Room:
+    __slots__ = ("name", "plain", "v1")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.v1: list[Subscription] = []
+        self.plain: list[Connection] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.v1 or self.plain)
+
+
+class Hub:
+    """The rooms of this process. Implements the broker's listener interface."""
+
+    def __init__(self, broker: Broker, limits: HubLimits | None = None) -> None:
+        self.broker = broker
+        self.limits = limits or HubLimits()
+        self.connections: set[Connection] = set()
+        self.counters: Counter[str] = Counter()
+        self._rooms: dict[str, _Room] = {}
+        self._flusher: FlushScheduler | None = None
+        self._accepting = False
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    async def start(self) -> None:
+        self._flusher = FlushScheduler(asyncio.get_running_loop())
+        await self.broker.start(self)
+        self._accepting = True
+
+    async def close(self) -> None:
+        """Graceful stop: flush every outbox (bounded), close clients with 1001."""
+        self._accepting = False
+        conns = list(self.connections)
+        if conns:
+            await asyncio.gather(
+                *(c.drain(self.limits.shutdown_flush_s) for c in conns), return_exceptions=True
+            )
+            for conn in conns:
+                conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self.broker.close()
+
+    # -- connections ---------------------------------------------------------------
+
+    def connect(self, transport: Transport, *, mode: Mode, client: str = "") -> Connection:
+        """Register a new connection or raise ProtocolViolation (1013 when full)."""
+        if self._flusher is None:
+            raise StateError("Hub.connect before start()")
+        if not self._accepting:
+            raise ProtocolViolation(CloseCode.GOING_AWAY, "server shutting down")
+        if len(self.connections) >= self.limits.max_connections:
+            self.counters["refused_full"] += 1
+            raise ProtocolViolation(CloseCode.SERVER_FULL, "server full")
+        conn = Connection(
+            transport,
+            mode=mode,
+            outbox_limits=self.limits.outbox,
+            flusher=self._flusher,
+            close_timeout_s=self.limits.close_timeout_s,
+            client=client,
+            on_closed=self._on_closed,
+        )
+        self.connections.add(conn)
+        self.counters["connections_total"] += 1
+        conn.start()
+        return conn
+
+    def _on_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if conn.close_code == CloseCode.SLOW_CONSUMER:
+            self.counters["slow_consumer_closes"] += 1
+        for room in list(conn.subscriptions):
+            self._leave_local(conn, room)
+
+    # -- rooms -----------------------------------------------------------------------
+
+    async def subscribe(self, conn: Connection, room: str, since: Since | None = None) -> None:
+        """Join ``room``: ``subscribed``, then what was missed after ``since``, then live.
+
+        Plain connections get no control frames and no replay.
+        """
+        if room in conn.subscriptions:
+            self._leave_local(conn, room)
+        if len(conn.subscriptions) >= self.limits.max_rooms_per_connection:
+            raise FrameError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"at most {self.limits.max_rooms_per_connection} rooms per connection",
+            )
+        sub = Subscription(conn, room)
+        conn.subscriptions[room] = sub
+        local = self._rooms.get(room)
+        if local is None:
+            local = self._rooms[room] = _Room(room)
+            # Attach before reading history, so nothing published in between is missed:
+            # live messages that arrive meanwhile wait in sub.pending.
+            await self._broker_call(self.broker.attach(room))
+        if conn.mode is Mode.PLAIN:
+            sub.pending = None
+            local.plain.append(conn)
+            return
+        local.v1.append(sub)
+        try:
+            await self._replay(sub, since)
+        except BaseException:
+            self._leave_local(conn, room)
+            raise
+
+    async def _replay(self, sub: Subscription, since: Since | None) -> None:
+        conn, room = sub.conn, sub.room
+        after = since.offset if since is not None else None
+        history = await self._broker_call(self.broker.history(room, after))
+        sub.epoch = history.epoch
+        sub.offset = history.latest
+        replay: list[Message] = []
+        recovered = False
+        if since is not None and since.epoch == history.epoch and since.offset <= history.latest:
+            recovered = history.first_kept <= since.offset + 1
+            conn.enqueue(
+                server_frames.subscribed(room, history.epoch, history.latest, recovered=recovered)
+            )
+            if not recovered:
+                conn.enqueue(
+                    server_frames.gap(room, history.epoch, since.offset + 1, history.first_kept - 1)
+                )
+            replay = history.messages
+        else:
+            conn.enqueue(
+                server_frames.subscribed(room, history.epoch, history.latest, recovered=False)
+            )
+        for message in replay:
+            conn.enqueue(message.v1_frame())
+        self.counters["replayed"] += len(replay)
+        pending, sub.pending = sub.pending or [], None
+        for message in pending:
+            self._deliver_one(sub, message)
+
+    def _deliver_one(self, sub: Subscription, message: Message) -> None:
+        if message.epoch != sub.epoch or message.offset <= sub.offset:
+            return
+        sub.offset = message.offset
+        sub.conn.enqueue(message.v1_frame())
+
+    async def unsubscribe(self, conn: Connection, room: str) -> None:
+        if room not in conn.subscriptions:
+            raise FrameError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {room!r}")
+        self._leave_local(conn, room)
+
+    def _leave_local(self, conn: Connection, room: str) -> None:
+        sub = conn.subscriptions.pop(room, None)
+        local = self._rooms.get(room)
+        if sub is None or local is None:
+            return
+        if conn.mode is Mode.PLAIN:
+            local.plain.remove(conn)
+        else:
+            local.v1.remove(sub)
+        if not local:
+            del self._rooms[room]
+            # Detaching is bookkeeping for the broker; nobody waits for it.
+            task = asyncio.get_running_loop().create_task(self._detach(room))
+            task.add_done_callback(_log_failure)
+
+    async def _detach(self, room: str) -> None:
+        if room not in self._rooms:
+            await self.broker.detach(room)
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
+        """Hand a message to the broker; answered within ``publish_timeout_s``."""
+        published = await self._broker_call(self.broker.publish(room, data, msg_id=msg_id))
+        self.counters["duplicates" if published.duplicate else "published"] += 1
+        return published
+
+    async def _broker_call(self, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.limits.publish_timeout_s):
+                return await call
+        except TimeoutError as exc:
+            raise BrokerTimeout(
+                f"broker did not answer within {self.limits.publish_timeout_s} s"
+            ) from exc
+        except BrokerError:
+            raise
+        except OSError as exc:
+            raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+
+    # -- BrokerListener: the fan-out ----------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        """Fan a message out to local members. Never awaits; one enqueue per recipient."""
+        local = self._rooms.get(message.room)
+        if local is None:
+            return
+        offset = message.offset
+        if local.v1:
+            frame = message.v1_frame()
+            epoch = message.epoch
+            for sub in local.v1:
+                if sub.pending is not None:
+                    sub.pending.append(message)
+                elif offset > sub.offset and epoch == sub.epoch:
+                    sub.offset = offset
+                    sub.conn.enqueue(frame)
+        if local.plain:
+            frame = message.plain_frame()
+            for conn in local.plain:
+                conn.enqueue(frame)
+        self.counters["deliveries"] += len(local.v1) + len(local.plain)
+
+    def on_reset(self, room: str, epoch: str, latest: int) -> None:
+        """The broker lost the room's history: tell every live subscriber explicitly."""
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        self.counters["epoch_resets"] += 1
+        frame = server_frames.subscribed(room, epoch, latest, recovered=False)
+        for sub in local.v1:
+            if sub.pending is None and sub.conn.state is ConnState.OPEN:
+                sub.epoch = epoch
+                sub.offset = latest
+                sub.conn.enqueue(frame)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background broker call failed: %r", task.exception())

@@ -1,0 +1,32 @@
+"""Close codes and error codes: the numbers and names clients rely on."""
+
+from enum import IntEnum, StrEnum
+
+SUBPROTOCOL = "fanout.v1"
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    SERVER_FULL = 1013
+    SLOW_CONSUMER = 4008
+    RATE_LIMITED = 4029
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an ``error`` frame."""
+
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    BAD_ROOM = "bad_room"
+    NOT_SUBSCRIBED = "not_subscribed"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    INTERNAL = "internal"

@@ -1,0 +1,128 @@
+"""Outgoing frames, encoded once and shared by every recipient."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import orjson
+
+from fanout.protocol.wsframe import OP_BINARY, OP_TEXT, encode_frame
+
+# Any JSON value, or raw bytes for binary payloads (images).
+Payload = Any
+
+
+class OutFrame:
+    """One WebSocket message to send: text (UTF-8 bytes) or binary.
+
+    Each transport takes the form it needs (``wire`` bytes for the direct transport,
+    ``as_text``/``payload`` for ASGI), and each form is computed at most once.
+    """
+
+    __slots__ = ("_text", "_wire", "is_text", "payload")
+
+    def __init__(self, payload: bytes, *, is_text: bool) -> None:
+        self.payload = payload
+        self.is_text = is_text
+        self._wire: bytes | None = None
+        self._text: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = encode_frame(OP_TEXT if self.is_text else OP_BINARY, self.payload)
+        return self._wire
+
+    @property
+    def as_text(self) -> str:
+        if self._text is None:
+            self._text = self.payload.decode("utf-8")
+        return self._text
+
+    @classmethod
+    def json(cls, obj: dict[str, Any]) -> OutFrame:
+        return cls(orjson.dumps(obj), is_text=True)
+
+    @classmethod
+    def text(cls, text: str) -> OutFrame:
+        frame = cls(text.encode("utf-8"), is_text=True)
+        frame._text = text
+        return frame
+
+    @classmethod
+    def binary(cls, data: bytes) -> OutFrame:
+        return cls(data, is_text=False)
+
+
+def binary_envelope(header: dict[str, Any], payload: bytes) -> bytes:
+    """4-byte big-endian header length, JSON header, raw payload."""
+    head = orjson.dumps(header)
+    return struct.pack("!I", len(head)) + head + payload
+
+
+class Message:
+    """A stored message of a room: what the broker hands out and the hub fans out.
+
+    Frames are built lazily and cached, so a message is serialised at most once per
+    form per process, however many recipients or replays it has.
+    """
+
+    __slots__ = ("_plain", "_v1", "data", "epoch", "offset", "room", "size")
+
+    def __init__(self, room: str, epoch: str, offset: int, data: Payload) -> None:
+        self.room = room
+        self.epoch = epoch
+        self.offset = offset
+        self.data = data
+        self._v1: OutFrame | None = None
+        self._plain: OutFrame | None = None
+        # Bytes this message holds in buffers; for JSON this is its encoded frame, which
+        # is built here once and reused for every recipient.
+        if isinstance(data, bytes | bytearray | memoryview):
+            self.size = len(data)
+        else:
+            self.size = self.v1_frame().size
+
+    def v1_frame(self) -> OutFrame:
+        """The ``message`` frame for ``fanout.v1`` clients."""
+        if self._v1 is None:
+            data = self.data
+            if isinstance(data, bytes | bytearray | memoryview):
+                header = {
+                    "type": "message",
+                    "room": self.room,
+                    "epoch": self.epoch,
+                    "offset": self.offset,
+                }
+                self._v1 = OutFrame.binary(binary_envelope(header, bytes(data)))
+            else:
+                self._v1 = OutFrame.json(
+                    {
+                        "type": "message",
+                        "room": self.room,
+                        "epoch": self.epoch,
+                        "offset": self.offset,
+                        "data": data,
+                    }
+                )
+        return self._v1
+
+    def plain_frame(self) -> OutFrame:
+        """What a plain client receives: strings and bytes as-is, anything else as JSON."""
+        if self._plain is None:
+            data = self.data
+            if isinstance(data, str):
+                self._plain = OutFrame.text(data)
+            elif isinstance(data, bytes | bytearray | memoryview):
+                self._plain = OutFrame.binary(bytes(data))
+            else:
+                self._plain = OutFrame(orjson.dumps(data), is_text=True)
+        return self._plain
+
+    def __repr__(self) -> str:
+        return f"Message({self.room!r}, {self.epoch!r}, {self.offset}, size={self.size})"

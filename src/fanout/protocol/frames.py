@@ -1,0 +1,134 @@
+"""Client-to-server frames: parsing and validation, as plain functions.
+
+Every malformed input raises :class:`FrameError` with a code and a reason a human can
+act on; nothing here raises anything else for any input.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.envelope import Payload
+from fanout.protocol.errors import FrameError
+
+ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
+MAX_ID_CHARS = 128
+MAX_EPOCH_CHARS = 128
+_NO_DATA = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    room: str
+    since: Since | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    room: str
+    data: Payload
+    id: str | None = None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish
+
+
+def check_room(room: object, *, frame_id: str | None = None) -> str:
+    if not isinstance(room, str):
+        raise FrameError(ErrorCode.BAD_ROOM, "room must be a string", frame_id=frame_id)
+    if not ROOM_PATTERN.fullmatch(room):
+        raise FrameError(
+            ErrorCode.BAD_ROOM,
+            "room must be 1-128 characters of A-Z a-z 0-9 _ . : @ -",
+            frame_id=frame_id,
+        )
+    return room
+
+
+def decode_text(raw: str | bytes) -> ClientFrame:
+    """Parse one text frame."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from exc
+    return _decode_object(obj, _NO_DATA)
+
+
+def decode_binary(raw: bytes) -> ClientFrame:
+    """Parse one binary frame: 4-byte big-endian header length, JSON header, payload."""
+    if len(raw) < 4:
+        raise FrameError(ErrorCode.BAD_FRAME, "binary frame shorter than its 4-byte header length")
+    (header_len,) = struct.unpack_from("!I", raw)
+    if header_len > len(raw) - 4:
+        raise FrameError(
+            ErrorCode.BAD_FRAME,
+            f"binary header length {header_len} exceeds the {len(raw) - 4} bytes that follow",
+        )
+    try:
+        header = orjson.loads(raw[4 : 4 + header_len])
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(ErrorCode.BAD_JSON, f"binary header is not valid JSON: {exc}") from exc
+    if isinstance(header, dict) and "data" in header:
+        raise FrameError(ErrorCode.BAD_FRAME, "a binary header carries no 'data': the payload is")
+    return _decode_object(header, raw[4 + header_len :])
+
+
+def _decode_object(obj: Any, payload: object) -> ClientFrame:
+    if not isinstance(obj, dict):
+        raise FrameError(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
+    frame_id = obj.get("id")
+    if frame_id is not None and (not isinstance(frame_id, str) or not frame_id):
+        raise FrameError(ErrorCode.BAD_FRAME, "'id' must be a non-empty string")
+    if frame_id is not None and len(frame_id) > MAX_ID_CHARS:
+        raise FrameError(ErrorCode.BAD_FRAME, f"'id' is longer than {MAX_ID_CHARS} characters")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise FrameError(ErrorCode.BAD_FRAME, "missing string field 'type'", frame_id=frame_id)
+    if kind == "publish":
+        room = check_room(obj.get("room"), frame_id=frame_id)
+        data = obj.get("data", _NO_DATA) if payload is _NO_DATA else payload
+        if data is _NO_DATA:
+            raise FrameError(ErrorCode.BAD_FRAME, "publish needs 'data'", frame_id=frame_id)
+        return Publish(room, data, frame_id)
+    if kind == "subscribe":
+        return Subscribe(check_room(obj.get("room"), frame_id=frame_id), _since(obj, frame_id))
+    if kind == "unsubscribe":
+        return Unsubscribe(check_room(obj.get("room"), frame_id=frame_id))
+    raise FrameError(
+        ErrorCode.UNKNOWN_TYPE,
+        f"unknown type {kind[:40]!r}; expected subscribe, unsubscribe or publish",
+        frame_id=frame_id,
+    )
+
+
+def _since(obj: dict[str, Any], frame_id: str | None) -> Since | None:
+    since = obj.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise FrameError(ErrorCode.BAD_FRAME, "'since' must be {epoch, offset}", frame_id=frame_id)
+    epoch, offset = since.get("epoch"), since.get("offset")
+    if not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_CHARS:
+        raise FrameError(ErrorCode.BAD_FRAME, "'since.epoch' must be a string", frame_id=frame_id)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, "'since.offset' must be an integer >= 0", frame_id=frame_id
+        )
+    return Since(epoch, offset)

@@ -1,0 +1,117 @@
+"""Every setting and limit, with its default and meaning. The environment is read here only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fanout.brokers.memory import MemoryBrokerLimits
+from fanout.core.hub import HubLimits
+from fanout.core.outbox import OutboxLimits
+
+MiB = 1024 * 1024
+ENV_PREFIX = "FANOUT_"
+
+
+def _opt(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = _opt("127.0.0.1", "address to bind")
+    port: int = _opt(8000, "TCP port to listen on")
+    broker: str = _opt("memory", "broker URL: 'memory' (one process)")
+    max_message_bytes: int = _opt(
+        16 * MiB, "largest WebSocket message accepted; larger closes with 1009"
+    )
+    outbox_max_messages: int = _opt(
+        4096, "frames queued per connection before it is closed with 4008 (slow consumer)"
+    )
+    outbox_max_bytes: int = _opt(
+        64 * MiB, "bytes queued per connection before it is closed with 4008 (slow consumer)"
+    )
+    history_max_messages: int = _opt(1000, "messages kept per room for resume")
+    history_max_bytes: int = _opt(64 * MiB, "bytes kept per room for resume")
+    history_total_max_bytes: int = _opt(
+        512 * MiB, "bytes kept for all rooms of the process; least active rooms trimmed first"
+    )
+    max_rooms: int = _opt(10_000, "rooms the memory broker remembers (idle rooms forgotten first)")
+    max_connections: int = _opt(10_000, "connections per process; more are closed with 1013")
+    max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
+    publish_timeout_s: float = _opt(5.0, "a publish is answered (ack or error) within this time")
+    close_timeout_s: float = _opt(
+        5.0, "time a closed client gets to answer the close frame before the socket is aborted"
+    )
+    shutdown_flush_s: float = _opt(10.0, "on SIGTERM, time to flush outboxes before closing 1001")
+    idempotency_max_ids: int = _opt(10_000, "publish ids remembered per room for retries")
+    idempotency_ttl_s: float = _opt(300.0, "seconds a publish id is remembered for retries")
+    ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
+    ping_timeout_s: float = _opt(20.0, "close a connection whose pong is this late")
+    chat_page: bool = _opt(True, "serve the chat page at /")
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes < 1024:
+            raise ValueError("max_message_bytes must be >= 1024")
+        if self.outbox_max_bytes < self.max_message_bytes:
+            raise ValueError(
+                "outbox_max_bytes must be >= max_message_bytes, or one large message would"
+                " close every receiver as a slow consumer"
+            )
+        if not 0 < self.port < 65536 and self.port != 0:
+            raise ValueError("port must be 0-65535")
+        self.hub_limits()
+        self.memory_broker_limits()
+
+    def hub_limits(self) -> HubLimits:
+        return HubLimits(
+            max_connections=self.max_connections,
+            max_rooms_per_connection=self.max_rooms_per_connection,
+            publish_timeout_s=self.publish_timeout_s,
+            close_timeout_s=self.close_timeout_s,
+            shutdown_flush_s=self.shutdown_flush_s,
+            outbox=OutboxLimits(
+                max_messages=self.outbox_max_messages, max_bytes=self.outbox_max_bytes
+            ),
+        )
+
+    def memory_broker_limits(self) -> MemoryBrokerLimits:
+        return MemoryBrokerLimits(
+            history_max_messages=self.history_max_messages,
+            history_max_bytes=self.history_max_bytes,
+            history_total_max_bytes=self.history_total_max_bytes,
+            max_rooms=self.max_rooms,
+            idempotency_max_ids=self.idempotency_max_ids,
+            idempotency_ttl_s=self.idempotency_ttl_s,
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``FANOUT_<NAME>`` variables, then explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind: type[Any] = type(f.default)
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{f.name}: expected a boolean, got {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ValueError(f"{f.name}: expected {kind.__name__}, got {raw!r}") from exc
