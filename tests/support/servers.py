@@ -1,0 +1,133 @@
+"""Real servers for tests: in-process uvicorn, or a `fanout serve` child process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from fanout.asgi.app import create_app
+from fanout.asgi.endpoint import ConsumerFactory
+from fanout.asgi.server import uvicorn_config
+from fanout.core.hub import Hub
+from fanout.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningHub:
+    url: str  # http://127.0.0.1:PORT
+    app: FastAPI
+    server: uvicorn.Server
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.hub
+        return hub
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    settings: Settings | None = None, *, consumer: ConsumerFactory | None = None
+) -> AsyncIterator[RunningHub]:
+    """A real uvicorn server with fanout's direct transport, in this event loop."""
+    settings = (settings or Settings()).replace(port=free_port())
+    app = create_app(settings, consumer=consumer)
+    server = uvicorn.Server(uvicorn_config(settings, app, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        yield RunningHub(f"http://127.0.0.1:{settings.port}", app, server)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
+
+
+@dataclass
+class HubProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_hub_process(
+    args: Sequence[str], log_path: Path, *, port: int | None = None
+) -> HubProcess:
+    """Start ``fanout serve`` in a child process and wait until /healthz answers."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port), *args]
+    log = log_path.open("ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"fanout serve exited with {proc.returncode}:\n{log_path.read_text()}"
+            )
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return HubProcess(url, proc, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"fanout serve did not become healthy:\n{log_path.read_text()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def hub_process(args: Sequence[str], log_path: Path) -> Iterator[HubProcess]:
+    running = start_hub_process(args, log_path)
+    try:
+        yield running
+    finally:
+        stop_process(running.proc)
