@@ -56,7 +56,6 @@ async def running_hub(
     settings = (settings or Settings()).replace(port=free_port())
     app = create_app(settings, consumer=consumer)
     server = uvicorn.Server(uvicorn_config(settings, app, log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
