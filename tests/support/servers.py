@@ -94,8 +94,8 @@ def start_hub_process(
     """Start ``fanout serve`` in a child process and wait until /healthz answers."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port), *args]
-    log = log_path.open("ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

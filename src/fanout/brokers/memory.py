@@ -100,7 +100,7 @@ class MemoryBroker:
         state.latest += 1
         message = Message(room, state.epoch, state.latest, data)
         if msg_id is not None:
-            state.ids[msg_id] = (message.offset, time.monotonic())
+            self._record_id(state, msg_id, message.offset)
         self._append(state, message)
         if state.attached:
             listener.on_message(message)
@@ -117,18 +117,19 @@ class MemoryBroker:
         return state
 
     def _remember(self, state: _Room, msg_id: str) -> int | None:
-        """Forget ids past the window, then return the offset of ``msg_id`` if known."""
-        ids = self._ids_expire(state)
+        """Forget ids past the time window, then return the offset of ``msg_id`` if known."""
+        ids = state.ids
+        oldest_allowed = time.monotonic() - self.limits.idempotency_ttl_s
+        while ids and next(iter(ids.values()))[1] < oldest_allowed:
+            ids.popitem(last=False)
         hit = ids.get(msg_id)
         return None if hit is None else hit[0]
 
-    def _ids_expire(self, state: _Room) -> OrderedDict[str, tuple[int, float]]:
+    def _record_id(self, state: _Room, msg_id: str, offset: int) -> None:
         ids = state.ids
-        limit = self.limits.idempotency_max_ids
-        oldest_allowed = time.monotonic() - self.limits.idempotency_ttl_s
-        while ids and (len(ids) >= limit or next(iter(ids.values()))[1] < oldest_allowed):
+        ids[msg_id] = (offset, time.monotonic())
+        while len(ids) > self.limits.idempotency_max_ids:
             ids.popitem(last=False)
-        return ids
 
     def _append(self, state: _Room, message: Message) -> None:
         state.ring.append(message)
