@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fanout.settings import Settings, parse_value
+
+
+def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            return parse_value(f, raw)
+        except ValueError as exc:
+            # argparse prints the message of ArgumentTypeError, not of ValueError.
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return convert
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +43,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
                 dest=f.name,
                 default=None,
                 metavar=type(f.default).__name__.upper(),
-                type=functools.partial(parse_value, f),
+                type=_converter(f),
                 help=help_text,
             )
 
