@@ -83,3 +83,18 @@ async def test_resume_with_since_replays_exactly_what_was_missed_then_live() -> 
             assert [m["offset"] for m in got] == list(range(5, 12))
             assert got[-1]["data"] == "live"
             await assert_silent(late)
+
+
+async def test_a_10_mb_photo_reaches_every_subscriber_with_default_limits() -> None:
+    photo = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    async with running_hub() as server:
+        subs = [await connect_v1(server.ws, max_size=None) for _ in range(3)]
+        for ws in subs:
+            await subscribe(ws, "photos")
+        async with await connect_v1(server.ws) as pub:
+            await pub.send(binary_publish("photos", photo, "big"))
+            assert (await recv_json(pub))["type"] == "ack"
+        for ws in subs:
+            message = await recv_json(ws)
+            assert message["data"] == photo
+            await ws.close()
