@@ -13,7 +13,14 @@ import httpx
 
 from tests.support.rawclient import RawClient
 from tests.support.servers import hub_process, start_hub_process
-from tests.support.wsclient import connect_plain, connect_v1, recv_json, send_json, subscribe
+from tests.support.wsclient import (
+    connect_plain,
+    connect_v1,
+    read_until_closed,
+    recv_json,
+    send_json,
+    subscribe,
+)
 
 # After its graceful shutdown uvicorn re-raises the signal, so the exit status says
 # "terminated by SIGTERM", as process managers expect.
@@ -64,8 +71,7 @@ async def test_sigterm_flushes_then_closes_every_client_with_1001_and_exits(tmp_
                 acked += 1
         os.kill(server.pid, signal.SIGTERM)
         for ws in (v1, plain):
-            await asyncio.wait_for(ws.wait_closed(), 15)
-            assert ws.close_code == 1001
+            assert await read_until_closed(ws) == 1001
         assert await asyncio.to_thread(server.proc.wait, 20) == TERMINATED
     finally:
         if server.proc.poll() is None:

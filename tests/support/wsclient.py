@@ -9,6 +9,7 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from fanout.protocol.codes import SUBPROTOCOL
 
@@ -69,3 +70,13 @@ async def assert_silent(ws: ClientConnection, seconds: float = 0.2) -> None:
     except TimeoutError:
         return
     raise AssertionError(f"unexpected frame: {extra!r:.200}")
+
+
+async def read_until_closed(ws: ClientConnection, timeout: float = 15.0) -> int | None:
+    """Read (and discard) frames until the server closes; return its close code."""
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            return None if closed.rcvd is None else int(closed.rcvd.code)
