@@ -63,3 +63,16 @@ async def test_ids_are_forgotten_past_the_time_window() -> None:
 def test_limits_below_one_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=">= 1"):
         MemoryBrokerLimits(**{field: 0})
+
+
+async def test_when_every_room_is_in_use_a_new_room_still_works_beyond_max_rooms() -> None:
+    recorder = Recorder()
+    broker = MemoryBroker(MemoryBrokerLimits(max_rooms=1))
+    await broker.start(recorder)
+    await broker.attach("a")
+    await broker.attach("b")
+    first = await broker.publish("b", 1, msg_id="same")
+    retry = await broker.publish("b", 1, msg_id="same")
+    assert (retry.epoch, retry.offset, retry.duplicate) == (first.epoch, 1, True)
+    assert recorder.offsets("b") == [1]
+    assert broker.total_bytes == (await broker.history("b", 0)).messages[0].size

@@ -92,8 +92,12 @@ class Endpoint:
                 return code
             text: str | None = message.get("text")
             data: bytes | None = message.get("bytes")
-            # Servers other than ours may not enforce the size limit themselves.
-            size = len(text) if text is not None else len(data or b"")
+            # Servers other than ours may not enforce the size limit themselves. A str
+            # holds at most 4 UTF-8 bytes per character: encode only when that matters.
+            if text is not None:
+                size = len(text) if len(text) * 4 <= limit else len(text.encode())
+            else:
+                size = len(data or b"")
             if size > limit:
                 raise ProtocolViolation(CloseCode.TOO_BIG, f"message over {limit} bytes")
             await dispatch(consumer, text, data)

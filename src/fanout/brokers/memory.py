@@ -109,9 +109,9 @@ class MemoryBroker:
     def _room(self, room: str) -> _Room:
         state = self._rooms.get(room)
         if state is None:
+            self._evict_rooms(keep=1)
             state = _Room()
             self._rooms[room] = state
-            self._evict_rooms()
         else:
             self._rooms.move_to_end(room)
         return state
@@ -155,13 +155,16 @@ class MemoryBroker:
         state.bytes -= dropped.size
         self._total_bytes -= dropped.size
 
-    def _evict_rooms(self) -> None:
-        """Forget the least recently active unattached rooms beyond ``max_rooms``.
+    def _evict_rooms(self, keep: int) -> None:
+        """Make room for ``keep`` new rooms by forgetting the least recently active
+        unattached ones beyond ``max_rooms``.
 
         A forgotten room that comes back gets a new epoch: clients learn that its history
-        is unknown instead of seeing offsets restart silently.
+        is unknown instead of seeing offsets restart silently. Rooms with local members are
+        never forgotten, so the count may exceed ``max_rooms`` while they are all in use;
+        that count is bounded by ``max_connections * max_rooms_per_connection``.
         """
-        excess = len(self._rooms) - self.limits.max_rooms
+        excess = len(self._rooms) + keep - self.limits.max_rooms
         if excess <= 0:
             return
         for name in [n for n, s in self._rooms.items() if not s.attached][:excess]:

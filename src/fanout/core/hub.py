@@ -48,10 +48,12 @@ class HubLimits:
 
 
 class _Room:
-    __slots__ = ("name", "plain", "v1")
+    __slots__ = ("attached", "name", "plain", "v1")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # The broker's attach, shared by everyone who joins while it is under way.
+        self.attached: asyncio.Future[None] | None = None
         self.v1: list[Subscription] = []
         self.plain: list[Connection] = []
 
@@ -143,16 +145,24 @@ class Hub:
         local = self._rooms.get(room)
         if local is None:
             local = self._rooms[room] = _Room(room)
-            # Attach before reading history, so nothing published in between is missed:
-            # live messages that arrive meanwhile wait in sub.pending.
-            await self._broker_call(self.broker.attach(room))
         if conn.mode is Mode.PLAIN:
             sub.pending = None
             local.plain.append(conn)
-            return
-        local.v1.append(sub)
+        else:
+            local.v1.append(sub)
         try:
-            await self._replay(sub, since)
+            # Attach before reading history, so nothing published in between is missed:
+            # live messages that arrive meanwhile wait in sub.pending.
+            if local.attached is None:
+                local.attached = asyncio.ensure_future(self.broker.attach(room))
+            try:
+                await self._broker_call(asyncio.shield(local.attached))
+            except BaseException:
+                if local.attached.done():
+                    local.attached = None  # failed: the next member tries again
+                raise
+            if conn.mode is Mode.V1:
+                await self._replay(sub, since)
         except BaseException:
             self._leave_local(conn, room)
             raise
