@@ -1,0 +1,103 @@
+"""Opening one ``fanout.v1`` connection, and telling errors worth a retry from the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
+
+from fanout.client.errors import Refused
+from fanout.protocol.codes import SUBPROTOCOL
+
+# What a failed attempt raises when another attempt may succeed: refused or reset
+# connections, timeouts, a handshake cut short, a 5xx answer.
+RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    WebSocketException,
+)
+
+# HTTP answers to the handshake that mean "come back later" rather than "go away".
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+# Closing a connection we are done with should not hold up the caller for long.
+CLOSE_TIMEOUT_S = 2.0
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is a ws:// or wss:// URL."""
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"not a WebSocket URL: {url!r} ({exc})") from exc
+
+
+async def open_connection(
+    url: str,
+    *,
+    open_timeout_s: float,
+    ping_interval_s: float | None,
+    max_size: int,
+    headers: Mapping[str, str] | None,
+) -> ClientConnection:
+    """Open a connection that negotiated ``fanout.v1``.
+
+    Raises Refused when retrying cannot help, else one of RETRYABLE_CONNECT_ERRORS.
+    """
+    try:
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            additional_headers=dict(headers) if headers else None,
+            open_timeout=open_timeout_s,
+            ping_interval=ping_interval_s,
+            ping_timeout=ping_interval_s,
+            close_timeout=CLOSE_TIMEOUT_S,
+            max_size=max_size,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        if 400 <= status < 500 and status not in _RETRYABLE_STATUS:
+            raise Refused(f"the hub answered the handshake with HTTP {status}") from exc
+        raise
+    if ws.subprotocol != SUBPROTOCOL:
+        await ws.close()
+        raise Refused(f"the server at {url} does not speak {SUBPROTOCOL}")
+    return ws
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(eq=False, slots=True)
+class Link:
+    """One open connection and its number (1 for the client's first)."""
+
+    ws: ClientConnection
+    number: int
+    drop_reason: str | None = None
+
+    async def send(self, frame: bytes, *, text: bool) -> bool:
+        """Send one frame; False when the connection is closed (the next one re-sends)."""
+        try:
+            await self.ws.send(frame, text=text)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def drop(self, reason: str) -> None:
+        """Abort the socket at once: it is presumed dead, a close handshake would stall."""
+        if self.drop_reason is None:
+            self.drop_reason = reason
+            self.ws.transport.abort()

@@ -1,0 +1,59 @@
+"""The client's errors, a branch of fanout's one exception tree.
+
+FanoutError
+ +-- ClientError          base of everything ``fanout.client`` raises on purpose
+      +-- Rejected        the hub (or the same rule checked locally) refused a request
+      +-- Unreachable     no connection after ``max_attempts`` attempts; the client stopped
+      +-- Refused         the hub turned this client away for good; the client stopped
+      +-- ClientClosed    the client was closed while the operation waited
+"""
+
+from __future__ import annotations
+
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.errors import FanoutError
+
+# Error codes whose request may succeed if sent again with the same ``id``: the hub
+# promises that an ``error`` answer means "not stored, or outcome unknown".
+RETRYABLE_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED})
+
+
+class ClientError(FanoutError):
+    """Base of every error the client raises on purpose."""
+
+
+class Rejected(ClientError):
+    """A subscribe or publish the hub refused and that a retry would not fix."""
+
+    def __init__(
+        self, code: str, reason: str, *, room: str | None = None, id: str | None = None
+    ) -> None:
+        where = f" (room {room!r})" if room is not None else ""
+        super().__init__(f"{code}: {reason}{where}")
+        self.code = code
+        self.reason = reason
+        self.room = room
+        self.id = id
+
+
+class Unreachable(ClientError):
+    """The hub could not be reached in ``attempts`` consecutive attempts."""
+
+    def __init__(self, attempts: int, last_error: str) -> None:
+        super().__init__(f"hub unreachable after {attempts} attempts: {last_error}")
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class Refused(ClientError):
+    """The hub refused this client in a way retrying would not change (policy close
+    1008, an HTTP 4xx answer to the handshake, or no ``fanout.v1`` subprotocol)."""
+
+    def __init__(self, reason: str, *, code: int | None = None) -> None:
+        super().__init__(reason if code is None else f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class ClientClosed(ClientError):
+    """The client was closed."""
