@@ -29,7 +29,7 @@ class DirectTransport:
 
     def ready(self) -> bool:
         p = self._proto
-        return p.writable.is_set() and not p.close_sent and not p.disconnected
+        return not (p.write_paused or p.close_sent or p.disconnected)
 
     def write_now(self, frames: list[OutFrame]) -> None:
         transport = self._proto.transport
@@ -67,6 +67,17 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as ``ws=`` to uvicorn to give fanout its direct transport."""
 
     direct: DirectTransport | None = None
+    # ``not writable.is_set()`` as a plain attribute: ready() reads it once per recipient
+    # per flush, and a method call there costs more than the rest of the check.
+    write_paused = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        super().resume_writing()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

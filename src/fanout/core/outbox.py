@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from fanout.protocol.envelope import OutFrame
@@ -26,11 +25,16 @@ class Outbox:
     dropped silently.
     """
 
-    __slots__ = ("_frames", "bytes", "limits")
+    __slots__ = ("_frames", "_max_bytes", "_max_messages", "bytes", "limits")
 
     def __init__(self, limits: OutboxLimits) -> None:
         self.limits = limits
-        self._frames: deque[OutFrame] = deque()
+        # Copied out of the (frozen) limits: put() runs once per recipient per message.
+        self._max_messages = limits.max_messages
+        self._max_bytes = limits.max_bytes
+        # A list, not a deque: frames are only appended and taken all at once, and
+        # take_all() can then hand over the list itself instead of copying it.
+        self._frames: list[OutFrame] = []
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -38,18 +42,16 @@ class Outbox:
 
     def put(self, frame: OutFrame) -> bool:
         size = frame.size
-        if (
-            len(self._frames) >= self.limits.max_messages
-            or self.bytes + size > self.limits.max_bytes
-        ):
+        frames = self._frames
+        if len(frames) >= self._max_messages or self.bytes + size > self._max_bytes:
             return False
-        self._frames.append(frame)
+        frames.append(frame)
         self.bytes += size
         return True
 
     def take_all(self) -> list[OutFrame]:
-        frames = list(self._frames)
-        self._frames.clear()
+        frames = self._frames
+        self._frames = []
         self.bytes = 0
         return frames
 

@@ -20,17 +20,15 @@ class OutFrame:
     ``as_text``/``payload`` for ASGI), and each form is computed at most once.
     """
 
-    __slots__ = ("_text", "_wire", "is_text", "payload")
+    __slots__ = ("_text", "_wire", "is_text", "payload", "size")
 
     def __init__(self, payload: bytes, *, is_text: bool) -> None:
         self.payload = payload
         self.is_text = is_text
+        # An attribute, not a property: every enqueue reads it, once per recipient.
+        self.size = len(payload)
         self._wire: bytes | None = None
         self._text: str | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.payload)
 
     @property
     def wire(self) -> bytes:
