@@ -1,0 +1,1 @@
+"""The lab: load generation and the servers it is measured against."""
