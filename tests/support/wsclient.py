@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from fanout.protocol.codes import SUBPROTOCOL
+from fanout.protocol.envelope import split_binary_envelope
 
 RECV_TIMEOUT_S = 10.0
 
@@ -37,9 +38,9 @@ async def recv_json(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> di
 
 
 def decode_binary_frame(raw: bytes) -> dict[str, Any]:
-    (n,) = struct.unpack_from("!I", raw)
-    header: dict[str, Any] = json.loads(raw[4 : 4 + n])
-    header["data"] = raw[4 + n :]
+    header, payload = split_binary_envelope(raw)
+    assert isinstance(header, dict), header
+    header["data"] = payload
     return header
 
 

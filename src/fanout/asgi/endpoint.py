@@ -53,7 +53,7 @@ class Endpoint:
             await websocket.close(exc.close_code, exc.reason)
             return
         if isinstance(direct, DirectTransport):
-            direct.on_shutdown = lambda: _spawn(self._shutdown(conn))
+            direct.on_shutdown = lambda: _spawn(self.hub.shut_down(conn))
         info = ConnectionInfo(
             path=websocket.url.path,
             room=room,
@@ -102,10 +102,6 @@ class Endpoint:
                 raise ProtocolViolation(CloseCode.TOO_BIG, f"message over {limit} bytes")
             await dispatch(consumer, text, data)
         return conn.close_code
-
-    async def _shutdown(self, conn: Connection) -> None:
-        await conn.drain(self.hub.limits.shutdown_flush_s)
-        conn.close(CloseCode.GOING_AWAY, "server shutting down")
 
 
 _background: set[asyncio.Task[None]] = set()

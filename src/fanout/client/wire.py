@@ -3,14 +3,14 @@ values. No I/O here."""
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from fanout.client.events import Ack, Data, Direct, Gap, Message, Subscribed
-from fanout.protocol.envelope import binary_envelope
+from fanout.protocol.envelope import binary_envelope, split_binary_envelope
+from fanout.protocol.errors import FrameError
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +95,13 @@ def decode(raw: str | bytes) -> ServerFrame:
 def _binary_header(raw: bytes) -> dict[str, Any] | None:
     """The JSON header of a binary frame with the payload as ``data``, or None when the
     frame does not have that shape."""
-    if len(raw) < 4:
-        return None
-    (length,) = struct.unpack_from("!I", raw)
-    if length > len(raw) - 4:
-        return None
     try:
-        header = orjson.loads(raw[4 : 4 + length])
-    except orjson.JSONDecodeError:
+        header, payload = split_binary_envelope(raw)
+    except FrameError:
         return None
     if not isinstance(header, dict):
         return None
-    header["data"] = raw[4 + length :]
+    header["data"] = payload
     return header
 
 

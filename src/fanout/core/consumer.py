@@ -93,13 +93,7 @@ class Consumer:
         Plain clients get strings and bytes as-is; ``fanout.v1`` clients get ``data``,
         which must then be a JSON object with a ``type`` of the application's own.
         """
-        if isinstance(data, str):
-            frame = OutFrame.text(data)
-        elif isinstance(data, bytes):
-            frame = OutFrame.binary(data)
-        else:
-            frame = OutFrame.json(data)
-        return self.connection.enqueue(frame)
+        return self.connection.enqueue(OutFrame.of(data))
 
     def refuse(self, code: int = CloseCode.POLICY, reason: str = "refused") -> NoReturn:
         """Close this connection with ``code`` (raise from any handler)."""

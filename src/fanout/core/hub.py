@@ -87,12 +87,13 @@ class Hub:
         self._accepting = False
         conns = list(self.connections)
         if conns:
-            await asyncio.gather(
-                *(c.drain(self.limits.shutdown_flush_s) for c in conns), return_exceptions=True
-            )
-            for conn in conns:
-                conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            await asyncio.gather(*(self.shut_down(c) for c in conns), return_exceptions=True)
         await self.broker.close()
+
+    async def shut_down(self, conn: Connection) -> None:
+        """Flush what ``conn`` has queued (bounded by ``shutdown_flush_s``), close 1001."""
+        await conn.drain(self.limits.shutdown_flush_s)
+        conn.close(CloseCode.GOING_AWAY, "server shutting down")
 
     # -- connections ---------------------------------------------------------------
 

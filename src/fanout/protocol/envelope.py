@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.errors import FrameError
 from fanout.protocol.wsframe import OP_BINARY, OP_TEXT, encode_frame
 
 # Any JSON value, or raw bytes for binary payloads (images).
@@ -56,11 +58,40 @@ class OutFrame:
     def binary(cls, data: bytes) -> OutFrame:
         return cls(data, is_text=False)
 
+    @classmethod
+    def of(cls, data: Payload) -> OutFrame:
+        """Strings as text, bytes as binary, anything else as its JSON text."""
+        if isinstance(data, str):
+            return cls.text(data)
+        if isinstance(data, bytes | bytearray | memoryview):
+            return cls.binary(bytes(data))
+        return cls(orjson.dumps(data), is_text=True)
+
 
 def binary_envelope(header: dict[str, Any], payload: bytes) -> bytes:
     """4-byte big-endian header length, JSON header, raw payload."""
     head = orjson.dumps(header)
     return struct.pack("!I", len(head)) + head + payload
+
+
+def split_binary_envelope(raw: bytes) -> tuple[Any, bytes]:
+    """The parsed JSON header and the payload of a binary envelope.
+
+    Raises FrameError when the length prefix lies or the header is not JSON.
+    """
+    if len(raw) < 4:
+        raise FrameError(ErrorCode.BAD_FRAME, "binary frame shorter than its 4-byte header length")
+    (header_len,) = struct.unpack_from("!I", raw)
+    if header_len > len(raw) - 4:
+        raise FrameError(
+            ErrorCode.BAD_FRAME,
+            f"binary header length {header_len} exceeds the {len(raw) - 4} bytes that follow",
+        )
+    try:
+        header = orjson.loads(raw[4 : 4 + header_len])
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(ErrorCode.BAD_JSON, f"binary header is not valid JSON: {exc}") from exc
+    return header, raw[4 + header_len :]
 
 
 class Message:
@@ -113,13 +144,7 @@ class Message:
     def plain_frame(self) -> OutFrame:
         """What a plain client receives: strings and bytes as-is, anything else as JSON."""
         if self._plain is None:
-            data = self.data
-            if isinstance(data, str):
-                self._plain = OutFrame.text(data)
-            elif isinstance(data, bytes | bytearray | memoryview):
-                self._plain = OutFrame.binary(bytes(data))
-            else:
-                self._plain = OutFrame(orjson.dumps(data), is_text=True)
+            self._plain = OutFrame.of(self.data)
         return self._plain
 
     def __repr__(self) -> str:

@@ -7,14 +7,13 @@ act on; nothing here raises anything else for any input.
 from __future__ import annotations
 
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from fanout.protocol.codes import ErrorCode
-from fanout.protocol.envelope import Payload
+from fanout.protocol.envelope import Payload, split_binary_envelope
 from fanout.protocol.errors import FrameError
 
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
@@ -73,21 +72,10 @@ def decode_text(raw: str | bytes) -> ClientFrame:
 
 def decode_binary(raw: bytes) -> ClientFrame:
     """Parse one binary frame: 4-byte big-endian header length, JSON header, payload."""
-    if len(raw) < 4:
-        raise FrameError(ErrorCode.BAD_FRAME, "binary frame shorter than its 4-byte header length")
-    (header_len,) = struct.unpack_from("!I", raw)
-    if header_len > len(raw) - 4:
-        raise FrameError(
-            ErrorCode.BAD_FRAME,
-            f"binary header length {header_len} exceeds the {len(raw) - 4} bytes that follow",
-        )
-    try:
-        header = orjson.loads(raw[4 : 4 + header_len])
-    except orjson.JSONDecodeError as exc:
-        raise FrameError(ErrorCode.BAD_JSON, f"binary header is not valid JSON: {exc}") from exc
+    header, payload = split_binary_envelope(raw)
     if isinstance(header, dict) and "data" in header:
         raise FrameError(ErrorCode.BAD_FRAME, "a binary header carries no 'data': the payload is")
-    return _decode_object(header, raw[4 + header_len :])
+    return _decode_object(header, payload)
 
 
 def _decode_object(obj: Any, payload: object) -> ClientFrame:
