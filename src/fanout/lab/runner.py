@@ -69,9 +69,15 @@ class Timeline:
 
 
 class Coordinator:
-    def __init__(self, config: BenchConfig, progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        progress: ProgressFn | None = None,
+        on_start: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = config
         self.progress = progress
+        self.on_start = on_start
         self.assignments = plan(config)
         self.pipes: list[Pipe] = []
         self.procs: list[mp.process.BaseProcess] = []
@@ -165,6 +171,8 @@ class Coordinator:
         c = self.config
         t0_ns = time.monotonic_ns() + int(_START_DELAY_S * 1e9)
         self.t0_mono = t0_ns / 1e9
+        if self.on_start is not None:
+            self.on_start(self.t0_mono)
         for pipe in self.pipes:
             pipe.send(("start", t0_ns))
         self._phase = "sending"
@@ -179,12 +187,25 @@ class Coordinator:
         self.finals = [m[1] for m in finals]
 
 
-def run(config: BenchConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Run one load test against ``config.url``; return the raw outcome (no diagnosis)."""
-    coordinator = Coordinator(config, progress)
+def run(
+    config: BenchConfig,
+    progress: ProgressFn | None = None,
+    *,
+    on_connected: Callable[[dict[int, str]], None] | None = None,
+    on_start: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """Run one load test against ``config.url``; return the raw outcome (no diagnosis).
+
+    ``on_connected`` gets every connection's local port and kind (the server observer
+    attributes socket queues with it); ``on_start`` the ``time.monotonic()`` at which
+    sending starts (``t = 0`` of the timeline).
+    """
+    coordinator = Coordinator(config, progress, on_start)
     coordinator.start()
     try:
         connected = coordinator.connect()
+        if on_connected is not None:
+            on_connected(connected["ports"])
         if progress is not None:
             progress({"phase": "connected", **connected})
         coordinator.run_phase()

@@ -1,11 +1,11 @@
-"""``fanout serve``: parse and delegate, no logic here."""
+"""``fanout serve``: flags generated from ``Settings``; parse and delegate, no logic here."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from fanout.settings import Settings, parse_value
@@ -48,11 +48,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fanout", description="Real-time WebSocket hub on FastAPI, and its load lab."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the hub (in-memory broker by default) with the chat page at /",
@@ -63,23 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     _add_settings_flags(serve)
-    return parser
+    serve.set_defaults(handler=run)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        from fanout.asgi.server import serve
+def run(args: argparse.Namespace) -> int:
+    from fanout.asgi.server import serve
 
-        overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
-        try:
-            settings = Settings.from_env(**overrides)
-        except ValueError as exc:
-            print(f"fanout serve: {exc}", file=sys.stderr)
-            return 2
-        serve(settings, log_level=args.log_level)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as exc:
+        print(f"fanout serve: {exc}", file=sys.stderr)
+        return 2
+    serve(settings, log_level=args.log_level)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
