@@ -135,6 +135,11 @@ def add_parser(commands: Any) -> None:
         " echoed back (plain) (default: %(default)s)",
     )
     load.add_argument(
+        "--count",
+        type=_positive_int,
+        help="messages per sender at most; sending stops at the count or the duration",
+    )
+    load.add_argument(
         "--ramp",
         type=float,
         default=0.0,
@@ -246,6 +251,7 @@ def _config(args: argparse.Namespace) -> Any:
         kind=args.kind,
         rate=args.rate,
         window=args.window,
+        count=args.count,
         ramp_s=args.ramp,
         duration_s=args.duration,
         drain_s=args.drain,

@@ -80,6 +80,8 @@ class BenchConfig:
     # Messages per second per sender; None: as fast as the in-flight window allows.
     rate: float | None = 100.0
     window: int = 64
+    # Messages per sender at most (the run also ends at duration_s): exact counts.
+    count: int | None = None
     ramp_s: float = 0.0
     duration_s: float = 10.0
     drain_s: float = 5.0
@@ -122,6 +124,8 @@ class BenchConfig:
             raise ConfigError("ramp must be between 0 and the duration")
         if self.rate is not None and not 0 < self.rate <= 1_000_000:
             raise ConfigError("rate must be in (0, 1000000] messages/s per sender")
+        if self.count is not None and not 1 <= self.count <= MAX_MESSAGES_PER_SENDER:
+            raise ConfigError(f"count must be between 1 and {MAX_MESSAGES_PER_SENDER}")
         if self.rate is None and self.window < 1:
             raise ConfigError("as-fast-as-possible sending needs a window of at least 1")
         if not 41 <= self.size <= MAX_SIZE:
@@ -164,11 +168,11 @@ class BenchConfig:
 
     def messages_per_sender(self) -> int:
         """The most a sender may send: the run is bounded in count as well as time."""
+        limit = self.count or MAX_MESSAGES_PER_SENDER
         if self.rate is None:
-            return MAX_MESSAGES_PER_SENDER
-        ramp = self.ramp_s
-        due = self.rate * (self.duration_s - ramp / 2)
-        return min(MAX_MESSAGES_PER_SENDER, max(1, int(due)))
+            return limit
+        due = self.rate * (self.duration_s - self.ramp_s / 2) + (1 if self.ramp_s == 0 else 0)
+        return min(limit, max(1, int(due)))
 
     def replace(self, **changes: Any) -> BenchConfig:
         return dataclasses.replace(self, **changes)

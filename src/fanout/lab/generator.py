@@ -76,6 +76,9 @@ class Generator:
         self.sending_over = False
         self.churn_connects = 0
         self._ticks_task: asyncio.Task[None] | None = None
+        self._tick_index = 0
+        self._t0_ns = 0
+        self._cpu_mark = (0.0, 0.0)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -218,8 +221,11 @@ class Generator:
         self.sending_over = True
         self.send("sent", {sid: t.sent for sid, t in self.senders.items()})
         self._ticks_task = tasks[0]
+        if c.slow:
+            tasks[1].cancel()  # sending ended before the slow receivers were to stall
         for task in tasks[1:]:
-            await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _stall_slow(self, t0_ns: int) -> None:
         at = t0_ns + int(self.config.slow_after_s * 1e9)
@@ -231,7 +237,7 @@ class Generator:
     async def _churn(self, rid: int, end_ns: int) -> None:
         c = self.config
         tally = self.receivers[rid]
-        while time.monotonic_ns() < end_ns:
+        while time.monotonic_ns() < end_ns and not self.sending_over:
             await asyncio.sleep(c.churn_every_s)
             conn = self.conns.get(rid)
             since: tuple[str, int] | None = None
@@ -286,9 +292,11 @@ class Generator:
             if now >= end_ns:
                 return
             elapsed = (now - t0_ns) / 1e9
+            busy = False
             for tally, conn in pairs:
-                if conn.closed:
+                if conn.closed or tally.sent + tally.skipped >= limit:
                     continue
+                busy = True
                 if c.rate is None:
                     due = min(limit, tally.sent + tally.skipped + c.window - self._in_flight(tally))
                 else:
@@ -306,6 +314,8 @@ class Generator:
                         tally.send_errors += 1
                         break
                     n -= 1
+            if not busy:
+                return  # every sender has sent its count (or is closed)
             if c.rate is None:
                 progress.clear()
                 with contextlib.suppress(TimeoutError):
@@ -315,16 +325,22 @@ class Generator:
                 await asyncio.sleep(_SEND_SLICE_S)
 
     async def _ticks(self, t0_ns: int) -> None:
-        index = 0
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        self._t0_ns = t0_ns
+        self._cpu_mark = (time.process_time(), time.monotonic())
         while True:
-            index += 1
-            at = t0_ns + int(index * TICK_S * 1e9)
+            self._tick_index += 1
+            at = t0_ns + int(self._tick_index * TICK_S * 1e9)
             await asyncio.sleep(max(0.0, (at - time.monotonic_ns()) / 1e9))
-            cpu1, wall1 = time.process_time(), time.monotonic()
-            cpu = 100.0 * (cpu1 - cpu0) / max(1e-6, wall1 - wall0)
-            cpu0, wall0 = cpu1, wall1
-            self.send("tick", index, self._tick_report(cpu))
+            self._tick()
+
+    def _tick(self) -> None:
+        cpu0, wall0 = self._cpu_mark
+        cpu1, wall1 = time.process_time(), time.monotonic()
+        cpu = 100.0 * (cpu1 - cpu0) / max(1e-6, wall1 - wall0)
+        self._cpu_mark = (cpu1, wall1)
+        report = self._tick_report(cpu)
+        report["t"] = (time.monotonic_ns() - self._t0_ns) / 1e9
+        self.send("tick", self._tick_index, report)
 
     def _tick_report(self, cpu: float) -> dict[str, Any]:
         interval = Histogram()
@@ -374,11 +390,9 @@ class Generator:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # Latencies recorded since the last tick.
-        rest = Histogram()
-        rest.record_ns(self.tally.latencies_ns)
-        del self.tally.latencies_ns[:]
-        self.histogram.merge(rest)
+        # A last, shorter tick: what arrived since the previous one.
+        self._tick_index += 1
+        self._tick()
 
     def _final(self, sent: dict[int, int]) -> dict[str, Any]:
         by_room = self.assignment.senders_by_room

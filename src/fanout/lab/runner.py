@@ -39,6 +39,7 @@ class Timeline:
     pending: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
     _delivered: int = 0
+    _t: float = 0.0
 
     def add(self, index: int, report: dict[str, Any]) -> dict[str, Any] | None:
         reports = self.pending.setdefault(index, [])
@@ -50,20 +51,22 @@ class Timeline:
         for r in reports:
             hist.merge(Histogram.from_json(r["latency"]))
         delivered = sum(int(r["delivered"]) for r in reports)
+        t = max(float(r["t"]) for r in reports)
         entry = {
-            "t": round(index * generator.TICK_S, 3),
+            "t": round(t, 3),
             "sent": sum(int(r["sent"]) for r in reports),
             "skipped": sum(int(r["skipped"]) for r in reports),
             "acked": sum(int(r["acked"]) for r in reports),
             "delivered": delivered,
             "lost_holes": sum(int(r["lost_holes"]) for r in reports),
-            "deliveries_per_s": (delivered - self._delivered) / generator.TICK_S,
+            "deliveries_per_s": round((delivered - self._delivered) / max(0.01, t - self._t), 1),
             "p50_ms": hist.percentile_us(50) / 1000,
             "p99_ms": hist.percentile_us(99) / 1000,
             "max_ms": hist.max_us / 1000,
             "generator_cpu": [round(float(r["cpu"]), 1) for r in reports],
         }
         self._delivered = delivered
+        self._t = t
         self.entries.append(entry)
         return entry
 
@@ -86,6 +89,7 @@ class Coordinator:
         self.sent: dict[int, int] = {}
         self.finals: list[dict[str, Any]] = []
         self.t0_mono = 0.0
+        self.sending_s = 0.0
 
     # -- processes ----------------------------------------------------------------------
 
@@ -177,13 +181,16 @@ class Coordinator:
             pipe.send(("start", t0_ns))
         self._phase = "sending"
         messages = self._gather("sent", time.monotonic() + _START_DELAY_S + c.duration_s + 30)
+        self.sending_s = time.monotonic() - self.t0_mono
         for m in messages:
             self.sent.update({int(s): int(n) for s, n in m[1].items()})
         self._phase = "draining"
-        deadline_ns = time.monotonic_ns() + int(c.drain_s * 1e9)
+        # Churning receivers finish their last reconnect before they can catch up.
+        churn_s = c.churn_every_s + c.connect_timeout_s if c.churn else 0.0
+        deadline_ns = time.monotonic_ns() + int((c.drain_s + churn_s) * 1e9)
         for pipe in self.pipes:
             pipe.send(("drain", self.sent, deadline_ns))
-        finals = self._gather("final", time.monotonic() + c.drain_s + 60)
+        finals = self._gather("final", time.monotonic() + c.drain_s + churn_s + 60)
         self.finals = [m[1] for m in finals]
 
 
@@ -217,4 +224,5 @@ def run(
         "finals": coordinator.finals,
         "timeline": coordinator.timeline.entries,
         "t0_mono": coordinator.t0_mono,
+        "sending_s": coordinator.sending_s,
     }

@@ -83,11 +83,15 @@ def run_bench(
                 on_start=observer.set_t0 if observer else None,
             )
         finally:
+            server_doc = None
             if observer is not None:
                 observer.stop()
+                # Before the lab stops its server: an exit code here means it died.
+                server_doc = observer.to_json()
             if owned and server is not None and server.owned:
                 server.stop(_STOP_TIMEOUT_S)
-        server_doc = observer.to_json() if observer is not None else None
+                if server_doc is not None:
+                    server_doc["stopped_by_lab"] = True
     doc = results.build_document(config, outcome, argv=argv, server=server_doc)
     reasons = is_generator_saturated(doc)
     doc["valid"] = not reasons
