@@ -1,0 +1,122 @@
+"""Plain-text formatting of the numbers a report shows (HTML, terminal and plots)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+MISSING = "–"
+
+
+def count(value: float | None) -> str:
+    """An integer count with thousands separators: ``12,345``."""
+    if value is None:
+        return MISSING
+    return f"{round(value):,}"
+
+
+def decimal(value: float | None) -> str:
+    """A measurement with as many decimals as are meaningful: ``0.812``, ``2.4``, ``1,234``."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    magnitude = abs(value)
+    if magnitude >= 100 or (magnitude >= 1 and value == int(value)):
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def ms(value: float | None) -> str:
+    return MISSING if value is None else f"{decimal(value)} ms"
+
+
+def percent(fraction: float | None) -> str:
+    """A fraction as a percentage with enough digits to tell a small loss from none."""
+    if fraction is None:
+        return MISSING
+    if fraction == 0:
+        return "0%"
+    pct = fraction * 100
+    if pct >= 10:
+        return f"{pct:.0f}%"
+    if pct >= 0.1:
+        return f"{pct:.1f}%"
+    return f"{pct:.2g}%"
+
+
+def size(value: object) -> str:
+    """A byte count: ``200 B``, ``64 KiB``, ``1.5 MiB``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return scalar(value)
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB"):
+        if abs(amount) < 1024 or unit == "MiB":
+            break
+        amount /= 1024
+    shown = f"{amount:.0f}" if amount == int(amount) else f"{amount:.1f}"
+    return f"{shown} {unit}"
+
+
+def rate(value: object) -> str:
+    """A message rate per sender; null means "as fast as possible"."""
+    if value is None:
+        return "max"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return scalar(value)
+    return f"{decimal(float(value))}/s"
+
+
+def slow(value: object) -> str:
+    """The slow-receiver setting: a fraction (sweeps) or a number of receivers."""
+    if value == 0 and not isinstance(value, bool):
+        return "no slow receivers"
+    if isinstance(value, float) and 0 < value < 1:
+        return f"{value * 100:g}% slow"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g} slow"
+    return f"slow {scalar(value)}"
+
+
+def point(coordinates: Mapping[str, object]) -> str:
+    """A sweep point: ``size 64 KiB, rate 1,000/s, receivers 10, no slow receivers``."""
+    return ", ".join(
+        axis_value(k, v) if k == "slow" else f"{k} {axis_value(k, v)}"
+        for k, v in coordinates.items()
+    )
+
+
+def axis_value(axis: str, value: object) -> str:
+    """A sweep coordinate, formatted for its axis."""
+    if axis == "size":
+        return size(value)
+    if axis == "rate":
+        return rate(value)
+    if axis == "slow":
+        return slow(value)
+    return scalar(value)
+
+
+def scalar(value: object) -> str:
+    """Any JSON value as short text (strings as they are, the rest as JSON)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.6g}"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def code_counts(codes: Mapping[str, int]) -> str:
+    """``{"1009": 1, "4008": 3}`` as ``1009×1, 4008×3``; none as ``none``."""
+    if not codes:
+        return "none"
+    return ", ".join(f"{code}×{n:,}" for code, n in sorted(codes.items()))
