@@ -31,6 +31,7 @@ from fanout.lab.wsclient import LabConnection, ProcessTally
 TICK_S = 0.5
 _CONNECT_AT_ONCE = 64
 _SEND_SLICE_S = 0.002
+_SLOW_SETTLE_S = 2.0
 
 
 def main(pipe: Pipe, config: BenchConfig, assignment: Assignment) -> None:
@@ -106,7 +107,7 @@ class Generator:
                 return
             sent = {int(k): int(v) for k, v in drain[1].items()}
             await self._drain(sent, int(drain[2]))
-            final = self._final(sent)
+            final = await self._final(sent)
             # The final report is larger than a pipe buffer: send it blocking.
             loop.remove_reader(self.pipe.fileno())
             os.set_blocking(self.pipe.fileno(), True)
@@ -394,19 +395,53 @@ class Generator:
         self._tick_index += 1
         self._tick()
 
-    def _final(self, sent: dict[int, int]) -> dict[str, Any]:
+    async def _wake_slow(self) -> None:
+        slow = [
+            conn
+            for rid, conn in self.conns.items()
+            if self.receivers[rid].kind == "slow" and not conn.closed
+        ]
+        for conn in slow:
+            conn.resume_reading()
+        await _settle(slow, _SLOW_SETTLE_S)
+
+    async def _final(self, sent: dict[int, int]) -> dict[str, Any]:
         by_room = self.assignment.senders_by_room
         k = self.assignment.process
+        receivers = [
+            r.summary(sent, list(by_room.get(r.room, ())), k)
+            for r in self.receivers.values()
+            if r.kind != "slow"
+        ]
+        # Only now, with everyone else counted, do slow receivers read again: what the
+        # server left for them, and how it ended (a 4008 close frame waits behind the
+        # data it could not send; a naive server simply carries on).
+        await self._wake_slow()
+        receivers += [
+            r.summary(sent, list(by_room.get(r.room, ())), k)
+            for r in self.receivers.values()
+            if r.kind == "slow"
+        ]
         return {
-            "receivers": [
-                r.summary(sent, list(by_room.get(r.room, ())), k) for r in self.receivers.values()
-            ],
+            "receivers": receivers,
             "senders": [t.summary(k) for t in self.senders.values()],
             "histogram": self.histogram.to_json(),
             "close_codes": dict(self.tally.close_codes),
             "connect_errors": dict(self.connect_errors),
             "churn_connects": self.churn_connects,
         }
+
+
+async def _settle(conns: list[LabConnection], wait_s: float) -> None:
+    """Wait until these connections are closed or quiet, at most ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    last = -1
+    while time.monotonic() < deadline:
+        moved = sum(c.bytes_in for c in conns)
+        if all(c.closed for c in conns) or moved == last:
+            return
+        last = moved
+        await asyncio.sleep(0.1)
 
 
 def _due(rate: float, ramp_s: float, elapsed: float) -> float:

@@ -96,6 +96,7 @@ class LabConnection(asyncio.Protocol):
         self.closing_by_us = False
         self.lost = asyncio.get_running_loop().create_future()
         self.local_port = 0
+        self.bytes_in = 0
         self._buf = b""
         self._parts: list[bytes] = []
         self._parts_len = 0
@@ -180,9 +181,14 @@ class LabConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.pause_reading()
 
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
     # -- receiving ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self._need:
             self._parts.append(data)
             self._parts_len += len(data)
