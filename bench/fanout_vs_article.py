@@ -56,6 +56,8 @@ from typing import Any, Literal, cast
 
 import psutil
 
+from results_md import replace_section
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 HOST = "127.0.0.1"
@@ -781,7 +783,9 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
             f" {r.repeat + 1}: " + "; ".join(r.flags)
         )
     lines += ["", *METHOD]
-    path.write_text("\n".join(lines) + "\n")
+    replace_section(
+        path, "fanout_vs_article", "\n".join(lines).replace("# fanout vs", "## fanout vs", 1)
+    )
 
 
 def _ratio(groups: dict[Key, list[RunResult]], r: RunResult, base_name: str) -> str:
