@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     console = Console(stderr=True)
-    argv = ["fanout", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("fanout") else None
+    argv = ["fanout", *sys.argv[1:]]
     try:
         config = _config(args)
         if args.sweep:
