@@ -35,7 +35,9 @@ pytest: $(STAMP) system-deps
 test: lint typecheck pytest
 
 bench: $(STAMP)
+	$(BIN)/python bench/generator_capacity.py --results bench/RESULTS.md
 	$(BIN)/python bench/fanout_vs_article.py
+	$(BIN)/python bench/article_questions.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -34,7 +34,7 @@ from typing import Any
 from fanout.lab.config import BenchConfig, format_size
 from fanout.lab.results import git_commit, machine, versions
 from fanout.lab.session import run_bench
-from fanout.lab.sweep import Axes, break_reasons, point_label, sweep
+from fanout.lab.sweep import Axes, point_label, sweep
 from results_md import replace_section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -270,7 +270,6 @@ def _add_server_cpu(doc: dict[str, Any], out_dir: Path, scenario: Scenario, serv
             if 0 <= s["t"] <= duration
         ]
         step["server_cpu_percent"] = sum(samples) / len(samples) if samples else None
-        step["reasons_check"] = break_reasons(run) == step["reasons"]
 
 
 def _report(out_dir: Path) -> None:
