@@ -10,8 +10,9 @@ latency, exactly the code a run uses) and we time how fast it takes everything i
         [--results bench/RESULTS.md]
 
 Prints deliveries/s, the generator's CPU share, and deliveries per CPU-second;
-``--json`` writes them to a file, ``--results`` rewrites its section of RESULTS.md. Checks that every message was accounted (no loss, no
-duplicate) so the figure is for full accounting, not for skipping work.
+``--json`` writes them to a file, ``--results`` rewrites its section of RESULTS.md.
+Checks that every message was accounted (no loss, no duplicate) so the figure is for
+full accounting, not for skipping work.
 """
 
 from __future__ import annotations
