@@ -1,0 +1,174 @@
+"""Rules read from the observed server process's resources: CPU and memory."""
+
+from __future__ import annotations
+
+from fanout.lab.diagnosis._run import Run
+from fanout.lab.diagnosis._values import MIB, at, mean, median, num, num0, slope, thirds
+from fanout.lab.diagnosis._words import (
+    BREAK,
+    WARN,
+    Verdict,
+    fmt_bytes,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    plural,
+    verdict,
+)
+
+#: A sample at or above this share of one core counts as the server being busy.
+CPU_BUSY_PERCENT = 90.0
+#: ... and busy for at least this share of the sending period means CPU-bound.
+CPU_BUSY_SHARE = 0.5
+#: Short of that, a server averaging this much (and peaking over CPU_BUSY_PERCENT) that
+#: fell behind with its latency growing was short of CPU: the machine was shared.
+CPU_STRAINED_MEAN_PERCENT = 50.0
+#: Delivering (or sending) below this share of what was offered is falling behind.
+BEHIND_SHARE = 0.9
+#: Latency "grows" when the last third's median p50 is this many times the first third's
+#: and at least LATENCY_GROWTH_MIN_MS higher.
+LATENCY_GROWTH_FACTOR = 2.0
+LATENCY_GROWTH_MIN_MS = 5.0
+#: Memory growth worth a verdict: more than max(32 MiB, 20 % of the starting RSS).
+MEMORY_GROWTH_MIN_BYTES = 32 * MIB
+MEMORY_GROWTH_MIN_SHARE = 0.2
+
+
+def latency_growth(run: Run) -> tuple[float, float] | None:
+    """(first third, last third) median p50 over the sending period, when it grew."""
+    p50s = [
+        p50
+        for tick in run.timeline
+        if run.sending(num0(tick.get("t"))) and (p50 := num(tick.get("p50_ms"))) is not None
+    ]
+    if len(p50s) < 3:
+        return None
+    size = len(p50s) // 3
+    first, last = median(p50s[:size]) or 0.0, median(p50s[-size:]) or 0.0
+    if last >= LATENCY_GROWTH_FACTOR * first and last - first >= LATENCY_GROWTH_MIN_MS:
+        return first, last
+    return None
+
+
+def server_cpu(run: Run) -> Verdict | None:
+    cpus = [
+        cpu
+        for sample in run.samples
+        if run.sending(num0(sample.get("t")))
+        and (cpu := num(sample.get("cpu_percent"))) is not None
+    ]
+    if len(cpus) < 2:
+        return None
+    busy_share = sum(1 for cpu in cpus if cpu >= CPU_BUSY_PERCENT) / len(cpus)
+    cpu_mean, cpu_max = mean(cpus) or 0.0, max(cpus)
+    saturated = busy_share >= CPU_BUSY_SHARE
+    # Short of a full core on a machine others were using: busy, behind, queue building.
+    strained = cpu_mean >= CPU_STRAINED_MEAN_PERCENT and cpu_max >= CPU_BUSY_PERCENT
+    if not saturated and not strained:
+        return None
+    offered, achieved = run.offered_deliveries_per_s, run.achieved_deliveries_per_s
+    asked, sent = run.asked_send_rate, run.sent_rate
+    deliveries_behind = bool(offered and achieved is not None and achieved < BEHIND_SHARE * offered)
+    skipped = run.total("skipped")  # the server stopped reading the senders
+    sends_behind = skipped > 0 or bool(asked and sent is not None and sent < BEHIND_SHARE * asked)
+    behind = deliveries_behind or sends_behind or run.lost > 0
+    p99 = run.p99_ms
+    over_slo = p99 is not None and p99 > run.slo_ms
+    growth = latency_growth(run)
+    if saturated and not (behind or over_slo or growth):
+        return None
+    if not saturated and not (behind and growth):
+        return None
+
+    if deliveries_behind and offered and achieved is not None:
+        outcome = f", delivering {fmt_num(achieved)} of the {fmt_num(offered)} messages/s offered"
+        if skipped:
+            outcome += f" ({plural(skipped, 'message')} could not be sent: it stopped reading)"
+    elif skipped:
+        outcome = f", so it stopped reading and {plural(skipped, 'message')} could not be sent"
+    elif sends_behind and asked and sent is not None:
+        outcome = f", so the senders got {fmt_num(sent)} of the {fmt_num(asked)} messages/s through"
+    elif run.lost:
+        outcome = f", and {plural(run.lost, 'message')} were lost"
+    elif over_slo and p99 is not None:
+        outcome = f", and p99 latency reached {fmt_ms(p99)} (objective {fmt_ms(run.slo_ms)})"
+    elif growth:
+        outcome = f", and median latency grew from {fmt_ms(growth[0])} to {fmt_ms(growth[1])}"
+    else:
+        outcome = ""
+    if saturated:
+        summary = (
+            f"the server was CPU-bound: {fmt_pct(cpu_mean)} of a core on average (peak"
+            f" {fmt_pct(cpu_max)}) for {fmt_pct(100 * busy_share)} of the sending period{outcome}"
+        )
+    else:
+        summary = (
+            f"the server fell behind on its CPU{outcome}; it averaged {fmt_pct(cpu_mean)} of a"
+            f" core (peak {fmt_pct(cpu_max)}) without keeping a full one, so the machine was"
+            " likely short of CPU"
+        )
+    return verdict(
+        "server_cpu",
+        BREAK if behind else WARN,
+        summary,
+        {
+            "mean_cpu_percent": round(cpu_mean, 1),
+            "max_cpu_percent": cpu_max,
+            "busy_share": round(busy_share, 3),
+            "saturated": saturated,
+            "samples": len(cpus),
+            "machine_cpus": num(at(run.doc, "machine", "cpus")),
+            "offered_deliveries_per_s": offered,
+            "achieved_deliveries_per_s": achieved,
+            "asked_send_rate": asked,
+            "achieved_send_rate": sent,
+            "skipped": skipped,
+            "p99_ms": p99,
+            "slo_p99_ms": run.slo_ms,
+            "p50_first_third_ms": growth[0] if growth else None,
+            "p50_last_third_ms": growth[1] if growth else None,
+            "lost": run.lost,
+        },
+    )
+
+
+def memory_growth(run: Run) -> Verdict | None:
+    points = [
+        (num0(sample.get("t")), rss)
+        for sample in run.samples
+        if (rss := num(sample.get("rss_bytes"))) is not None
+    ]
+    if len(points) < 3:
+        return None
+    start, end = points[0][1], points[-1][1]
+    threshold = max(MEMORY_GROWTH_MIN_BYTES, MEMORY_GROWTH_MIN_SHARE * start)
+    rate = slope(points)
+    parts = thirds([rss for _, rss in points])
+    if end - start <= threshold or rate is None or rate <= 0 or parts is None:
+        return None
+    if parts[1] <= parts[0]:
+        return None
+    sent = run.total("sent")
+    return verdict(
+        "memory_growth",
+        BREAK if run.lost else WARN,
+        f"server memory grew from {fmt_bytes(start)} to {fmt_bytes(end)}"
+        f" (+{fmt_bytes(end - start)}, {fmt_num(rate / MIB)} MiB/s) and was still growing"
+        + (
+            f" while {plural(run.lost, 'message')} were lost"
+            if run.lost
+            else " as the run ended: a leak, or buffers not yet at their bound"
+        ),
+        {
+            "rss_start_mib": round(start / MIB, 1),
+            "rss_end_mib": round(end / MIB, 1),
+            "rss_max_mib": round(max(rss for _, rss in points) / MIB, 1),
+            "growth_mib": round((end - start) / MIB, 1),
+            "threshold_mib": round(threshold / MIB, 1),
+            "slope_mib_per_s": round(rate / MIB, 3),
+            "first_third_mib": round(parts[0] / MIB, 1),
+            "last_third_mib": round(parts[1] / MIB, 1),
+            "growth_per_message_bytes": round((end - start) / sent) if sent else None,
+            "lost": run.lost,
+        },
+    )
