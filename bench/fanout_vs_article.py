@@ -783,9 +783,8 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
             f" {r.repeat + 1}: " + "; ".join(r.flags)
         )
     lines += ["", *METHOD]
-    replace_section(
-        path, "fanout_vs_article", "\n".join(lines).replace("# fanout vs", "## fanout vs", 1)
-    )
+    text = "\n".join(lines).replace("\n## ", "\n### ").replace("# fanout vs", "## fanout vs", 1)
+    replace_section(path, "fanout_vs_article", text)
 
 
 def _ratio(groups: dict[Key, list[RunResult]], r: RunResult, base_name: str) -> str:

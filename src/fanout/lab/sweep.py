@@ -17,6 +17,7 @@ from fanout.lab.config import BenchConfig, ConfigError, format_size
 from fanout.lab.results import SWEEP_SCHEMA, provenance
 
 RunFn = Callable[[BenchConfig, str], dict[str, Any]]
+Announce = Callable[[str], None] | None
 
 # Codes that mean a healthy connection was closed (slow receivers being cut with 4008
 # is the server protecting the others, not a break).
@@ -89,77 +90,144 @@ def point_label(point: dict[str, Any]) -> str:
     )
 
 
+class _Walk:
+    """Runs the grid, records every step, and knows which lines already broke."""
+
+    def __init__(self, base: BenchConfig, axes: Axes, run: RunFn, announce: Announce) -> None:
+        self.base, self.axes, self.run, self.announce = base, axes, run, announce
+        self.steps: list[dict[str, Any]] = []
+        self.breaking: list[dict[str, Any]] = []
+
+    def step(self, point: dict[str, Any]) -> list[str]:
+        config = self.base.replace(
+            size=point["size"],
+            rate=point["rate"],
+            receivers=point["receivers"],
+            slow=round(point["receivers"] * point["slow"]),
+        )
+        label = point_label(point)
+        if self.announce is not None:
+            self.announce(
+                f"step {len(self.steps) + 1} (at most {self.axes.steps_at_most()}): {label}"
+            )
+        doc = self.run(config, label)
+        reasons = break_reasons(doc)
+        self.steps.append(
+            {
+                "point": point,
+                "broke": bool(reasons),
+                "reasons": reasons,
+                "valid": doc["valid"],
+                "totals": doc["totals"],
+                "latency_ms": doc["latency_ms"],
+                "verdicts": doc["verdicts"],
+            }
+        )
+        if self.announce is not None:
+            self.announce("  -> " + ("BREAK: " + "; ".join(reasons) if reasons else "ok"))
+        return reasons
+
+    def broke(
+        self, axis: str, fixed: dict[str, Any], first: Any, last_ok: Any, reasons: list[str]
+    ) -> None:
+        """Record a breaking point, on axes that were actually swept."""
+        if len(getattr(self.axes, _AXIS_FIELDS[axis])) > 1:
+            self.breaking.append(
+                {
+                    "axis": axis,
+                    "fixed": fixed,
+                    "first_break": first,
+                    "last_ok": last_ok,
+                    "reasons": reasons,
+                }
+            )
+
+    def rates(self, size: int, receivers: int, share: float) -> tuple[float | None, list[str]]:
+        """Rates upwards until one breaks: (last rate that held, why the next broke)."""
+        last_ok: float | None = None
+        for rate in self.axes.rates:
+            point = {"size": size, "rate": rate, "receivers": receivers, "slow": share}
+            reasons = self.step(point)
+            if reasons:
+                fixed = {"size": size, "receivers": receivers, "slow": share}
+                self.broke("rate", fixed, rate, last_ok, reasons)
+                return last_ok, reasons
+            last_ok = rate
+        return last_ok, []
+
+    def sizes(self, receivers: int, share: float) -> list[str]:
+        """Sizes upwards until even the lowest rate breaks; the reasons if the first did."""
+        last_ok: int | None = None
+        for size in self.axes.sizes:
+            held, reasons = self.rates(size, receivers, share)
+            if held is None:
+                fixed = {"rate": self.axes.rates[0], "receivers": receivers, "slow": share}
+                self.broke("size", fixed, size, last_ok, reasons)
+                return reasons if last_ok is None else []
+            last_ok = size
+        return []
+
+    def grid(self) -> None:
+        last_ok_receivers: int | None = None
+        for receivers in self.axes.receivers:
+            last_ok_share: float | None = None
+            first_reasons: list[str] = []
+            for share in self.axes.slow_shares:
+                reasons = self.sizes(receivers, share)
+                if reasons:  # the smallest size at the lowest rate broke
+                    fixed = {
+                        "size": self.axes.sizes[0],
+                        "rate": self.axes.rates[0],
+                        "receivers": receivers,
+                    }
+                    self.broke("slow", fixed, share, last_ok_share, reasons)
+                    if last_ok_share is None:
+                        first_reasons = reasons
+                    break
+                last_ok_share = share
+            if first_reasons:  # even no slow receivers broke: more receivers will too
+                fixed = {
+                    "size": self.axes.sizes[0],
+                    "rate": self.axes.rates[0],
+                    "slow": self.axes.slow_shares[0],
+                }
+                self.broke("receivers", fixed, receivers, last_ok_receivers, first_reasons)
+                return
+            last_ok_receivers = receivers
+
+
+_AXIS_FIELDS = {"size": "sizes", "rate": "rates", "receivers": "receivers", "slow": "slow_shares"}
+
+
 def sweep(
     base: BenchConfig,
     axes: Axes,
     run: RunFn,
     *,
     argv: Sequence[str] | None = None,
-    announce: Callable[[str], None] | None = None,
+    announce: Announce = None,
 ) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = []
-    breaking: list[dict[str, Any]] = []
-    for receivers in axes.receivers:
-        for share in axes.slow_shares:
-            slow = round(receivers * share)
-            last_ok_size: int | None = None
-            for size in axes.sizes:
-                fixed = {"size": size, "receivers": receivers, "slow": share}
-                last_ok_rate: float | None = None
-                first_break: dict[str, Any] | None = None
-                for rate in axes.rates:
-                    point = {**fixed, "rate": rate}
-                    config = base.replace(size=size, rate=rate, receivers=receivers, slow=slow)
-                    label = point_label(point)
-                    if announce is not None:
-                        announce(f"step {len(steps) + 1} (at most {axes.steps_at_most()}): {label}")
-                    doc = run(config, label)
-                    reasons = break_reasons(doc)
-                    steps.append(
-                        {
-                            "point": point,
-                            "broke": bool(reasons),
-                            "reasons": reasons,
-                            "valid": doc["valid"],
-                            "totals": doc["totals"],
-                            "latency_ms": doc["latency_ms"],
-                            "verdicts": doc["verdicts"],
-                        }
-                    )
-                    if announce is not None:
-                        announce("  -> " + ("BREAK: " + "; ".join(reasons) if reasons else "ok"))
-                    if reasons:
-                        first_break = {"rate": rate, "reasons": reasons}
-                        break
-                    last_ok_rate = rate
-                if first_break is not None:
-                    breaking.append(
-                        {
-                            "axis": "rate",
-                            "fixed": fixed,
-                            "first_break": first_break["rate"],
-                            "last_ok": last_ok_rate,
-                            "reasons": first_break["reasons"],
-                        }
-                    )
-                if last_ok_rate is None:
-                    # Even the lowest rate broke: larger messages will not do better.
-                    breaking.append(
-                        {
-                            "axis": "size",
-                            "fixed": {"rate": axes.rates[0], "receivers": receivers, "slow": share},
-                            "first_break": size,
-                            "last_ok": last_ok_size,
-                            "reasons": first_break["reasons"] if first_break else [],
-                        }
-                    )
-                    break
-                last_ok_size = size
+    """Walk the grid (each line upwards, stopping at its first break)."""
+    walk = _Walk(base, axes, run, announce)
+    walk.grid()
+    breaking = walk.breaking
+    if not breaking:
+        broken = [s for s in walk.steps if s["broke"]]
+        if broken:  # a single point was asked for, and it broke
+            breaking = [
+                {
+                    "axis": "point",
+                    "fixed": broken[0]["point"],
+                    "first_break": None,
+                    "last_ok": None,
+                    "reasons": broken[0]["reasons"],
+                }
+            ]
     return {
         "schema": SWEEP_SCHEMA,
         **provenance(list(argv) if argv is not None else None),
         "axes": axes.to_json(),
         "base_config": base.to_json(),
-        "steps": steps,
+        "steps": walk.steps,
         "breaking_points": breaking,
     }
