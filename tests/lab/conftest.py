@@ -55,6 +55,31 @@ def baseline_config(*flags: str, **changes: Any) -> BenchConfig:
     return BenchConfig(**{**base, **changes})
 
 
+def fanout_config(*flags: str, **changes: Any) -> BenchConfig:
+    """A run against ``fanout serve`` (started and observed by the lab) on a free port."""
+    port = free_port()
+    command = shlex.join(
+        [
+            sys.executable,
+            "-m",
+            "fanout.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *flags,
+        ]
+    )
+    base: dict[str, Any] = {
+        "url": f"ws://127.0.0.1:{port}/ws",
+        "duration_s": 3.0,
+        "drain_s": 1.0,
+        "server_cmd": command,
+    }
+    return BenchConfig(**{**base, **changes})
+
+
 def run(config: BenchConfig) -> dict[str, Any]:
     return run_bench(config, argv=["pytest"])
 

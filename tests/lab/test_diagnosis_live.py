@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Any
 
 from fanout.lab.config import BenchConfig
-from tests.lab.conftest import baseline_config, causes, faulty_config, run
+from tests.lab.conftest import baseline_config, causes, fanout_config, faulty_config, run
 from tests.support.servers import free_port
 
 
@@ -16,30 +14,6 @@ def verdict(doc: dict[str, Any], cause: str) -> dict[str, Any]:
     assert found, f"no {cause!r} verdict in {causes(doc)}: {doc['verdicts']}"
     first: dict[str, Any] = found[0]
     return first
-
-
-def fanout_config(*flags: str, **changes: Any) -> BenchConfig:
-    port = free_port()
-    command = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "fanout.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *flags,
-        ]
-    )
-    base: dict[str, Any] = {
-        "url": f"ws://127.0.0.1:{port}/ws",
-        "duration_s": 3.0,
-        "drain_s": 1.0,
-        "server_cmd": command,
-    }
-    return BenchConfig(**{**base, **changes})
 
 
 # A load that fills a stalled reader's socket buffers within a second.

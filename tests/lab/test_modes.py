@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Any
 
 from fanout.lab.config import BenchConfig
 from fanout.lab.session import run_bench
 from fanout.lab.sweep import Axes, sweep
-from tests.lab.conftest import faulty_config, run
+from tests.lab.conftest import fanout_config, faulty_config, run
 from tests.support.servers import free_port
 
 
-def fanout_config(*flags: str, **changes: Any) -> BenchConfig:
-    port = free_port()
-    command = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "fanout.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *flags,
-        ]
-    )
-    base: dict[str, Any] = {
-        "url": f"ws://127.0.0.1:{port}/ws",
-        "mode": "v1",
-        "duration_s": 2.0,
-        "drain_s": 2.0,
-        "server_cmd": command,
-    }
-    return BenchConfig(**{**base, **changes})
+def v1_config(*flags: str, **changes: Any) -> BenchConfig:
+    """A fanout.v1 run against ``fanout serve``."""
+    return fanout_config(*flags, **{"mode": "v1", "duration_s": 2.0, "drain_s": 2.0, **changes})
 
 
 def test_v1_mode_counts_every_ack_and_delivers_across_rooms() -> None:
-    doc = run(fanout_config(receivers=6, senders=2, rooms=2, count=100, rate=200.0))
+    doc = run(v1_config(receivers=6, senders=2, rooms=2, count=100, rate=200.0))
     t = doc["totals"]
     assert t["sent"] == t["acked"] == 200
     assert t["send_errors"] == 0
@@ -50,7 +28,7 @@ def test_v1_mode_counts_every_ack_and_delivers_across_rooms() -> None:
 
 
 def test_v1_mode_as_fast_as_the_window_allows_stays_within_it() -> None:
-    doc = run(fanout_config(receivers=4, rate=None, window=8, count=2000, duration_s=5.0))
+    doc = run(v1_config(receivers=4, rate=None, window=8, count=2000, duration_s=5.0))
     t = doc["totals"]
     assert t["sent"] == t["acked"] == 2000
     assert t["delivered"] == 4 * 2000
@@ -58,7 +36,7 @@ def test_v1_mode_as_fast_as_the_window_allows_stays_within_it() -> None:
 
 def test_churning_v1_clients_resume_from_their_offset_and_miss_nothing() -> None:
     doc = run(
-        fanout_config(
+        v1_config(
             receivers=2,
             churn=3,
             churn_every_s=0.3,
