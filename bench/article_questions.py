@@ -161,6 +161,16 @@ def _verdict_text(step: dict[str, Any]) -> str:
     return "<br>".join(parts) or "ok"
 
 
+def _axis_value(axis: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if axis == "size":
+        return format_size(int(value))
+    if axis == "slow":
+        return f"{float(value):.0%} slow"
+    return f"{value:g}"
+
+
 def section(results: list[tuple[Scenario, Server, dict[str, Any]]], meta: dict[str, Any]) -> str:
     lines = [
         "## The article's question, answered by the lab",
@@ -206,17 +216,13 @@ def section(results: list[tuple[Scenario, Server, dict[str, Any]]], meta: dict[s
                 lines.append(f"- {server.name}: no break in this grid.")
             for bp in doc["breaking_points"]:
                 axis = bp["axis"]
-                first = bp["first_break"]
-                shown = format_size(int(first)) if axis == "size" else f"{first:g}"
-                last = bp["last_ok"]
-                last_shown = (
-                    "none"
-                    if last is None
-                    else (format_size(int(last)) if axis == "size" else f"{last:g}")
-                )
+                why = "; ".join(bp["reasons"])
+                if axis == "point":
+                    lines.append(f"- {server.name}: broke at {point_label(bp['fixed'])}: {why}")
+                    continue
                 lines.append(
-                    f"- {server.name}: first break at {axis} {shown} (last ok: {last_shown}):"
-                    f" {'; '.join(bp['reasons'])}"
+                    f"- {server.name}: first break at {axis} {_axis_value(axis, bp['first_break'])}"
+                    f" (last ok: {_axis_value(axis, bp['last_ok'])}): {why}"
                 )
         lines.append("")
     return "\n".join(lines)
@@ -229,19 +235,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", default=str(BENCH_DIR / "RESULTS.md"), help="'-' to leave it alone"
     )
+    parser.add_argument(
+        "--from-dir",
+        type=Path,
+        help="rewrite the section from a previous run's directory instead of running again",
+    )
     args = parser.parse_args(argv)
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
     stamp = dt.datetime.now(dt.UTC)
-    out_dir = args.out / f"article_questions-{stamp:%Y%m%d-%H%M%S}"
+    out_dir = (args.from_dir or args.out / f"article_questions-{stamp:%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for scenario in chosen:
         for server in scenario.servers:
-            doc = run_scenario(scenario, server, out_dir, lambda m: print(m, flush=True))
-            _add_server_cpu(doc, out_dir, scenario, server)
-            (out_dir / f"{scenario.name}-{server.name.split()[0]}-sweep.json").write_text(
-                json.dumps(doc, indent=1) + "\n"
-            )
+            sweep_path = out_dir / f"{scenario.name}-{server.name.split()[0]}-sweep.json"
+            if args.from_dir:
+                doc = json.loads(sweep_path.read_text())
+                stamp = dt.datetime.fromisoformat(doc["created"])
+            else:
+                doc = run_scenario(scenario, server, out_dir, lambda m: print(m, flush=True))
+                _add_server_cpu(doc, out_dir, scenario, server)
+                sweep_path.write_text(json.dumps(doc, indent=1) + "\n")
             results.append((scenario, server, doc))
     meta = {
         "date": stamp.isoformat(timespec="seconds"),
