@@ -14,70 +14,34 @@ from tests.support.servers import free_port
 FAULTY = Path(__file__).parent / "servers" / "faulty.py"
 
 
-def faulty_config(*flags: str, **changes: Any) -> BenchConfig:
-    """A run against ``faulty.py`` (started and observed by the lab) on a free port."""
+def started(argv: list[str], flags: tuple[str, ...], **changes: Any) -> BenchConfig:
+    """A run against ``argv --port PORT flags``, started and observed by the lab."""
     port = free_port()
-    command = shlex.join([sys.executable, str(FAULTY), "--port", str(port), *flags])
     base: dict[str, Any] = {
         "url": f"ws://127.0.0.1:{port}/ws",
-        "receivers": 4,
-        "rate": 500.0,
-        "count": 100,
         "duration_s": 3.0,
         "drain_s": 1.0,
-        "server_cmd": command,
+        "server_cmd": shlex.join([*argv, "--port", str(port), *flags]),
     }
     return BenchConfig(**{**base, **changes})
+
+
+def faulty_config(*flags: str, **changes: Any) -> BenchConfig:
+    """A run against ``faulty.py``: 4 receivers, 100 messages at 500/s by default."""
+    load = {"receivers": 4, "rate": 500.0, "count": 100}
+    return started([sys.executable, str(FAULTY)], flags, **{**load, **changes})
 
 
 def baseline_config(*flags: str, **changes: Any) -> BenchConfig:
-    """A run against the article's server (``fanout baseline``) started by the lab."""
-    port = free_port()
-    command = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "fanout.cli",
-            "baseline",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *flags,
-        ]
-    )
-    base: dict[str, Any] = {
-        "url": f"ws://127.0.0.1:{port}/ws",
-        "duration_s": 3.0,
-        "drain_s": 1.0,
-        "server_cmd": command,
-    }
-    return BenchConfig(**{**base, **changes})
+    """A run against the article's server (``fanout baseline``)."""
+    argv = [sys.executable, "-m", "fanout.cli", "baseline", "--log-level", "warning"]
+    return started(argv, flags, **changes)
 
 
 def fanout_config(*flags: str, **changes: Any) -> BenchConfig:
-    """A run against ``fanout serve`` (started and observed by the lab) on a free port."""
-    port = free_port()
-    command = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "fanout.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            *flags,
-        ]
-    )
-    base: dict[str, Any] = {
-        "url": f"ws://127.0.0.1:{port}/ws",
-        "duration_s": 3.0,
-        "drain_s": 1.0,
-        "server_cmd": command,
-    }
-    return BenchConfig(**{**base, **changes})
+    """A run against ``fanout serve``."""
+    argv = [sys.executable, "-m", "fanout.cli", "serve", "--log-level", "warning"]
+    return started(argv, flags, **changes)
 
 
 def run(config: BenchConfig) -> dict[str, Any]:

@@ -329,8 +329,19 @@ def test_a_slow_reader_whose_server_queue_stayed_small_is_not_blamed_for_the_sta
 
 def test_when_the_healthy_receivers_queues_are_as_full_the_stall_is_not_the_readers() -> None:
     doc = stalled_by_a_naive_loop()
-    doc["server"] = server(slow_q=lambda t: 2 * MIB, stable_q=lambda t: 40 * MIB)
+    healthy = sum(1 for r in doc["receivers"] if r["kind"] == "stable")
+    # Every healthy socket holds as much as the stalled one: they were not reading either.
+    doc["server"] = server(slow_q=lambda t: 2 * MIB, stable_q=lambda t: 2 * MIB * healthy)
     assert "hol_blocking" not in causes(diagnose(doc))
+
+
+def test_healthy_sockets_with_a_little_in_flight_each_do_not_hide_the_stalled_one() -> None:
+    doc = stalled_by_a_naive_loop()
+    healthy = sum(1 for r in doc["receivers"] if r["kind"] == "stable")
+    # Summed over many healthy sockets, in-flight bytes can outweigh the one stalled
+    # socket; per socket they are a small fraction of it.
+    doc["server"] = server(slow_q=lambda t: 4 * MIB, stable_q=lambda t: 300 * 1024 * healthy)
+    assert "hol_blocking" in causes(diagnose(doc))
 
 
 def test_a_brief_dip_in_deliveries_is_not_a_stall() -> None:

@@ -144,10 +144,13 @@ def hol_blocking(run: Run) -> Verdict | None:
     queues = send_queues(run, since=run.slow_after_s)
     if queues.slow is not None and queues.slow < HOL_SEND_Q_BYTES:
         return None  # the server was not blocked writing to the stalled sockets
+    # Queues are summed per kind: compare what one healthy socket held with one stalled.
+    per_stable = queues.stable / max(1, run.n_stable) if queues.stable is not None else None
+    per_slow = queues.slow / max(1, run.n_slow) if queues.slow is not None else None
     if (
-        queues.slow is not None
-        and queues.stable is not None
-        and queues.stable >= max(HOL_SEND_Q_BYTES, queues.slow / 2)
+        per_slow is not None
+        and per_stable is not None
+        and per_stable >= max(HOL_SEND_Q_BYTES, per_slow / 2)
     ):
         return None  # the healthy receivers were not reading either: not the stalled ones
 
