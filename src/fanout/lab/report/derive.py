@@ -6,6 +6,7 @@ import itertools
 import statistics
 from collections.abc import Sequence
 
+from fanout.lab.report import fmt
 from fanout.lab.report.load import JSONObject, RunDoc, number
 
 
@@ -16,6 +17,18 @@ def lost_fraction(totals: JSONObject) -> float | None:
     if lost is None or expected is None or expected <= 0:
         return None
     return lost / expected
+
+
+def lost_text(totals: JSONObject) -> str:
+    """``lost (holes h / stuck s), p% of expected``: the same words in every view."""
+    shown = fmt.count(number(totals, "lost"))
+    holes, stuck = number(totals, "lost_holes"), number(totals, "lost_stuck")
+    if holes is not None or stuck is not None:
+        shown += f" (holes {fmt.count(holes)} / stuck {fmt.count(stuck)})"
+    fraction = lost_fraction(totals)
+    if fraction is not None:
+        shown += f", {fmt.percent(fraction)} of expected"
+    return shown
 
 
 def server_cpu_seconds(samples: Sequence[JSONObject]) -> float | None:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from fanout.lab.report import fmt, plots
-from fanout.lab.report.derive import lost_fraction, peak, server_cpu_per_delivery_us
+from fanout.lab.report.derive import lost_text, peak, server_cpu_per_delivery_us
 from fanout.lab.report.load import (
     JSONObject,
     RunDoc,
@@ -152,16 +152,8 @@ def _verdicts(verdicts: Sequence[Verdict]) -> str:
 
 
 def _lost_cell(totals: JSONObject) -> str:
-    lost = number(totals, "lost")
-    shown = fmt.count(lost)
-    holes, stuck = number(totals, "lost_holes"), number(totals, "lost_stuck")
-    if holes is not None or stuck is not None:
-        shown += f" (holes {fmt.count(holes)} / stuck {fmt.count(stuck)})"
-    fraction = lost_fraction(totals)
-    if fraction is not None:
-        shown += f", {fmt.percent(fraction)} of expected"
-    cls = ' class="lost"' if lost else ""
-    return f"<span{cls}>{e(shown)}</span>"
+    cls = ' class="lost"' if number(totals, "lost") else ""
+    return f"<span{cls}>{e(lost_text(totals))}</span>"
 
 
 def _totals(totals: JSONObject, mode: str) -> str:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fanout.lab.report import fmt
-from fanout.lab.report.derive import lost_fraction, server_cpu_per_delivery_us
+from fanout.lab.report.derive import lost_fraction, lost_text, server_cpu_per_delivery_us
 from fanout.lab.report.load import (
     JSONObject,
     RunDoc,
@@ -61,15 +61,7 @@ def verdicts_table(verdicts: Sequence[Verdict]) -> RenderableType:
 
 
 def _lost(totals: JSONObject) -> Text:
-    lost = number(totals, "lost")
-    shown = fmt.count(lost)
-    holes, stuck = number(totals, "lost_holes"), number(totals, "lost_stuck")
-    if holes is not None or stuck is not None:
-        shown += f" (holes {fmt.count(holes)} / stuck {fmt.count(stuck)})"
-    fraction = lost_fraction(totals)
-    if fraction is not None:
-        shown += f" {fmt.percent(fraction)}"
-    return Text(shown, style="bold red" if lost else "")
+    return Text(lost_text(totals), style="bold red" if number(totals, "lost") else "")
 
 
 def _lost_short(totals: JSONObject) -> Text:
