@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
+
+from fanout.lab.config import BenchConfig
 
 EPILOG = """\
 examples:
@@ -23,6 +26,10 @@ examples:
 Every run is bounded in time and count and targets this machine only. The results JSON
 (--out) is read by `fanout report`; its layout is in docs/lab-results.md.
 """
+
+
+# The run's defaults are BenchConfig's: one place for them.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(BenchConfig)}
 
 
 def _size(text: str) -> int:
@@ -63,7 +70,7 @@ def _float(text: str) -> float:
     return float(text)
 
 
-def _positive_int(text: str) -> int:
+def _int(text: str) -> int:
     try:
         return int(text)
     except ValueError as exc:
@@ -85,104 +92,107 @@ def add_parser(commands: Any) -> None:
     load.add_argument(
         "--mode",
         choices=["plain", "v1"],
-        default="plain",
+        default=DEFAULTS["mode"],
         help="plain: any server, the header rides in the payload; v1: fanout.v1 with"
         " subscribe/publish, acks and gaps (default: %(default)s)",
     )
     load.add_argument(
         "--receivers",
-        type=_positive_int,
-        default=10,
+        type=_int,
+        default=DEFAULTS["receivers"],
         help="receiving connections (default: %(default)s)",
     )
     load.add_argument(
         "--senders",
-        type=_positive_int,
-        default=1,
+        type=_int,
+        default=DEFAULTS["senders"],
         help="sending connections (default: %(default)s)",
     )
     load.add_argument(
         "--rooms",
-        type=_positive_int,
-        default=1,
+        type=_int,
+        default=DEFAULTS["rooms"],
         help="rooms to spread clients over (default: %(default)s)",
     )
     load.add_argument(
         "--size",
         type=_size,
-        default=200,
+        default=DEFAULTS["size"],
         help="bytes per message: 200, 64k, 1MiB (default: %(default)s)",
     )
     load.add_argument(
         "--kind",
         choices=["text", "binary", "jpeg", "png"],
-        default="text",
+        default=DEFAULTS["kind"],
         help="payload: text, random binary, or a real JPEG/PNG image of --size"
         " (default: %(default)s)",
     )
     load.add_argument(
         "--rate",
         type=_rate,
-        default=100.0,
+        default=DEFAULTS["rate"],
         help="messages/s per sender, or 'max' for as fast as the window allows"
         " (default: %(default)s)",
     )
     load.add_argument(
         "--window",
-        type=_positive_int,
-        default=64,
+        type=_int,
+        default=DEFAULTS["window"],
         help="in-flight messages per sender with --rate max: unacked (v1) or not yet"
         " echoed back (plain) (default: %(default)s)",
     )
     load.add_argument(
         "--count",
-        type=_positive_int,
+        type=_int,
         help="messages per sender at most; sending stops at the count or the duration",
     )
     load.add_argument(
         "--ramp",
         type=float,
-        default=0.0,
+        default=DEFAULTS["ramp_s"],
         help="seconds to ramp the rate up from 0 (default: %(default)s)",
     )
     load.add_argument(
-        "--duration", type=float, default=10.0, help="seconds of sending (default: %(default)s)"
+        "--duration",
+        type=float,
+        default=DEFAULTS["duration_s"],
+        help="seconds of sending (default: %(default)s)",
     )
     load.add_argument(
         "--drain",
         type=float,
-        default=5.0,
+        default=DEFAULTS["drain_s"],
         help="seconds to wait for late messages before counting them lost (default: %(default)s)",
     )
     load.add_argument(
         "--processes",
-        type=_positive_int,
-        default=1,
+        type=_int,
+        default=DEFAULTS["processes"],
         help="generator processes (default: %(default)s)",
     )
     clients = p.add_argument_group("misbehaving clients")
     clients.add_argument(
         "--slow",
-        type=_positive_int,
-        default=0,
+        type=_int,
+        default=DEFAULTS["slow"],
         help="receivers (among --receivers) that stop reading (default: %(default)s)",
     )
     clients.add_argument(
         "--slow-after",
         type=float,
-        default=1.0,
+        default=DEFAULTS["slow_after_s"],
         help="seconds after the start when slow receivers stop reading (default: %(default)s)",
     )
     clients.add_argument(
         "--churn",
-        type=_positive_int,
-        default=0,
+        type=_int,
+        default=DEFAULTS["churn"],
         help="extra receivers that disconnect and reconnect (default: %(default)s)",
     )
     clients.add_argument(
         "--churn-every",
         type=float,
-        default=1.0,
+        default=DEFAULTS["churn_every_s"],
         help="seconds between reconnects of a churning receiver (default: %(default)s)",
     )
     clients.add_argument(
@@ -197,7 +207,7 @@ def add_parser(commands: Any) -> None:
         " memory and log are observed)",
     )
     server.add_argument(
-        "--server-pid", type=_positive_int, help="observe an already running server on this machine"
+        "--server-pid", type=_int, help="observe an already running server on this machine"
     )
     server.add_argument(
         "--metrics-url",
@@ -206,7 +216,7 @@ def add_parser(commands: Any) -> None:
     server.add_argument(
         "--slo-p99-ms",
         type=float,
-        default=100.0,
+        default=DEFAULTS["slo_p99_ms"],
         help="p99 latency above which the run counts as broken (default: %(default)s)",
     )
     sweep = p.add_argument_group("sweep (--sweep)")
