@@ -119,7 +119,6 @@ async def measure(port: int, receivers: int, messages: int) -> dict[str, Any]:
     conns = []
     for tally in tallies:
         conn = LabConnection(
-            role="receiver",
             host=HOST,
             port=port,
             path="/",

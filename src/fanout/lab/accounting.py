@@ -147,7 +147,6 @@ class SenderTally:
     errors: dict[str, int] = field(default_factory=dict)
     close_code: int | None = None
     connect_error: str | None = None
-    ack_latency_sum_ns: int = 0
 
     def summary(self, process: int) -> dict[str, Any]:
         return {

@@ -131,7 +131,6 @@ class Generator:
 
     async def _open(
         self,
-        role: str,
         room: str,
         receiver: ReceiverTally | None = None,
         sender: SenderTally | None = None,
@@ -140,7 +139,6 @@ class Generator:
         loop = asyncio.get_running_loop()
         c = self.config
         conn = LabConnection(
-            role="receiver" if role == "receiver" else "sender",
             host=c.host,
             port=c.port,
             path=c.path_for(room),
@@ -165,7 +163,7 @@ class Generator:
             tally.resumes = r.kind != "churn" or c.mode == "v1"
             async with gate:
                 try:
-                    conn = await self._open("receiver", r.room, receiver=tally)
+                    conn = await self._open(r.room, receiver=tally)
                 except (OSError, TimeoutError, ConnectionError) as exc:
                     self._failed(exc, tally)
                     return
@@ -177,7 +175,7 @@ class Generator:
             tally = self.senders[sid] = SenderTally(sid, room, c.size)
             async with gate:
                 try:
-                    conn = await self._open("sender", room, sender=tally)
+                    conn = await self._open(room, sender=tally)
                 except (OSError, TimeoutError, ConnectionError) as exc:
                     self._failed(exc, tally)
                     return
@@ -251,7 +249,7 @@ class Generator:
                     conn.close()
             tally.close_code = None
             try:
-                new = await self._open("receiver", tally.room, receiver=tally, since=since)
+                new = await self._open(tally.room, receiver=tally, since=since)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 self._failed(exc, tally)
                 self.conns.pop(rid, None)

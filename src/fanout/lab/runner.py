@@ -90,6 +90,7 @@ class Coordinator:
         self.finals: list[dict[str, Any]] = []
         self.t0_mono = 0.0
         self.sending_s = 0.0
+        self._phase = "connecting"
 
     # -- processes ----------------------------------------------------------------------
 
@@ -150,8 +151,6 @@ class Coordinator:
             self.progress({"phase": self._phase, **entry})
 
     # -- phases -------------------------------------------------------------------------
-
-    _phase = "connecting"
 
     def connect(self) -> dict[str, Any]:
         c = self.config

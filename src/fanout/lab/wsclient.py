@@ -21,14 +21,12 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import orjson
 
 from fanout.lab.accounting import ReceiverTally, SenderTally, Stream
 from fanout.lab.payloads import MAGIC
-
-Role = Literal["receiver", "sender"]
 
 _ZERO_KEY = b"\x00\x00\x00\x00"
 _SEARCH = 4096  # the header sits near the start of every payload the lab sends
@@ -63,12 +61,11 @@ class ProcessTally:
 
 
 class LabConnection(asyncio.Protocol):
-    """One WebSocket connection of the lab, as a receiver or a sender."""
+    """One WebSocket connection of the lab: a receiver (``receiver`` tally) or a sender."""
 
     def __init__(
         self,
         *,
-        role: Role,
         host: str,
         port: int,
         path: str,
@@ -79,7 +76,6 @@ class LabConnection(asyncio.Protocol):
         sender: SenderTally | None = None,
         since: tuple[str, int] | None = None,
     ) -> None:
-        self.role = role
         self.host = host
         self.port = port
         self.path = path
@@ -214,7 +210,7 @@ class LabConnection(asyncio.Protocol):
                 return
             self.open = True
             data = data[end + 4 :]
-            if self.role == "receiver" and self.v1:
+            if self.receiver is not None and self.v1:
                 self._subscribe()
             elif not self.ready.done():
                 self.ready.set_result(None)
