@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fanout.brokers.memory import MemoryBrokerLimits
 from fanout.core.hub import HubLimits
 from fanout.core.outbox import OutboxLimits
+
+if TYPE_CHECKING:
+    from fanout.brokers.redis.options import RedisBrokerOptions
 
 MiB = 1024 * 1024
 ENV_PREFIX = "FANOUT_"
@@ -23,7 +26,11 @@ def _opt(default: Any, help_text: str) -> Any:
 class Settings:
     host: str = _opt("127.0.0.1", "address to bind")
     port: int = _opt(8000, "TCP port to listen on")
-    broker: str = _opt("memory", "broker URL: 'memory' (one process)")
+    broker: str = _opt(
+        "memory",
+        "'memory' (one process) or redis://[:PASSWORD@]HOST:PORT/DB (many processes and"
+        " machines sharing rooms)",
+    )
     max_message_bytes: int = _opt(
         16 * MiB, "largest WebSocket message accepted; larger closes with 1009"
     )
@@ -51,6 +58,20 @@ class Settings:
     ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
     ping_timeout_s: float = _opt(20.0, "close a connection whose pong is this late")
     chat_page: bool = _opt(True, "serve the chat page at /")
+    redis_key_prefix: str = _opt(
+        "fanout", "prefix of every Redis key and channel (one per deployment sharing a Redis)"
+    )
+    redis_room_ttl_s: float = _opt(
+        86_400.0, "Redis forgets a room unused this long (0: never); it returns with a new epoch"
+    )
+    redis_timeout_s: float = _opt(
+        2.0, "a Redis command or health ping unanswered this long counts as a failure"
+    )
+    redis_health_interval_s: float = _opt(
+        1.0,
+        "how often Redis is pinged; a dead or paused Redis is reported within about"
+        " this plus redis_timeout_s",
+    )
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:
@@ -64,6 +85,8 @@ class Settings:
             raise ValueError("port must be 0-65535")
         self.hub_limits()
         self.memory_broker_limits()
+        if self.broker != "memory":
+            self.redis_broker_options()
 
     def hub_limits(self) -> HubLimits:
         return HubLimits(
@@ -85,6 +108,26 @@ class Settings:
             max_rooms=self.max_rooms,
             idempotency_max_ids=self.idempotency_max_ids,
             idempotency_ttl_s=self.idempotency_ttl_s,
+        )
+
+    def redis_broker_options(self) -> RedisBrokerOptions:
+        """The Redis broker's options; raises ValueError for a URL that is not redis://."""
+        from fanout.brokers.redis.options import RedisBrokerOptions
+
+        if not self.broker.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"broker must be 'memory' or a redis://HOST:PORT/DB URL, got {self.broker!r}"
+            )
+        return RedisBrokerOptions(
+            url=self.broker,
+            key_prefix=self.redis_key_prefix,
+            history_max_messages=self.history_max_messages,
+            history_max_bytes=self.history_max_bytes,
+            idempotency_max_ids=self.idempotency_max_ids,
+            idempotency_ttl_s=self.idempotency_ttl_s,
+            room_ttl_s=self.redis_room_ttl_s,
+            timeout_s=self.redis_timeout_s,
+            health_interval_s=self.redis_health_interval_s,
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from fanout.brokers.base import Broker
 from fanout.brokers.memory import MemoryBroker, MemoryBrokerLimits
+from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
 from fanout.protocol.envelope import Message
+from tests.support.redis import RedisServer
 
 
 @dataclass
@@ -22,11 +27,23 @@ class Recorder:
     def on_message(self, message: Message) -> None:
         self.messages.append(message)
 
+    gaps: list[tuple[str, str, int, int]] = field(default_factory=list)
+
     def on_reset(self, room: str, epoch: str, latest: int) -> None:
         self.resets.append((room, epoch, latest))
 
+    def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
+        self.gaps.append((room, epoch, first, last))
+
     def offsets(self, room: str) -> list[int]:
         return [m.offset for m in self.messages if m.room == room]
+
+    async def until(self, room: str, offset: int, timeout: float = 5.0) -> list[int]:
+        """The room's offsets once ``offset`` arrived (brokers may deliver asynchronously)."""
+        async with asyncio.timeout(timeout):
+            while offset not in self.offsets(room):
+                await asyncio.sleep(0.005)
+        return self.offsets(room)
 
 
 BrokerFactory = Callable[[int, int], Broker]
@@ -40,10 +57,38 @@ def _memory(history_max_messages: int, history_max_bytes: int) -> Broker:
     )
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(scope="session")
+def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the contract suite; each test uses its own key prefix."""
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture(params=["memory", "redis"])
 def broker_factory(request: pytest.FixtureRequest) -> BrokerFactory:
-    factories: dict[str, BrokerFactory] = {"memory": _memory}
-    return factories[request.param]
+    if request.param == "memory":
+        return _memory
+    redis: RedisServer = request.getfixturevalue("shared_redis")
+    prefix = f"t{next(_prefixes)}"
+
+    def _redis(history_max_messages: int, history_max_bytes: int) -> Broker:
+        return RedisBroker(
+            RedisBrokerOptions(
+                url=redis.url,
+                key_prefix=prefix,
+                history_max_messages=history_max_messages,
+                history_max_bytes=history_max_bytes,
+            )
+        )
+
+    return _redis
 
 
 @pytest.fixture

@@ -40,6 +40,10 @@ class BrokerListener(Protocol):
     def on_reset(self, room: str, epoch: str, latest: int) -> None:
         """The room's history was lost: a new epoch begins after ``latest``."""
 
+    def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
+        """Offsets ``first..last`` of the room cannot be delivered (no longer retained);
+        the stream goes on after ``last``."""
+
 
 class Broker(Protocol):
     """Stores rooms' messages with offsets and streams them to one listener per node.
@@ -48,7 +52,8 @@ class Broker(Protocol):
     - ``publish`` returns the message's offset, 1, 2, 3, ... per room and epoch;
       a retried ``msg_id`` returns the first offset with ``duplicate=True``.
     - After ``attach(room)``, the listener gets every later message of that room,
-      in offset order, each once, or an ``on_reset``.
+      in offset order, each once, or is told what it cannot get: ``on_gap`` for a
+      range no longer retained, ``on_reset`` for a new epoch.
     - ``history(room, after)`` returns what is retained after ``after``; a room that
       never had a message is at offset 0.
     """

@@ -15,4 +15,7 @@ def make_broker(settings: Settings) -> Broker:
     url = settings.broker
     if url == "memory":
         return MemoryBroker(settings.memory_broker_limits())
-    raise ValueError(f"unknown broker {url!r}: expected 'memory'")
+    options = settings.redis_broker_options()
+    from fanout.brokers.redis import RedisBroker
+
+    return RedisBroker(options)

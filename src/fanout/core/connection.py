@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import Outbox, OutboxLimits
@@ -38,6 +39,25 @@ _OPEN = ConnState.OPEN
 _CLOSED = ConnState.CLOSED
 
 
+class LostRange(NamedTuple):
+    """Offsets ``first..last`` of ``epoch`` that the broker no longer holds."""
+
+    epoch: str
+    first: int
+    last: int
+
+
+class EpochReset(NamedTuple):
+    """The broker lost the room: ``epoch`` begins after ``latest``."""
+
+    epoch: str
+    latest: int
+
+
+# What the broker may hand a room while a subscription is still being replayed.
+PendingEvent = Message | LostRange | EpochReset
+
+
 @dataclass(slots=True, eq=False)
 class Subscription:
     """A connection's membership of a room and how far it has been delivered."""
@@ -47,7 +67,7 @@ class Subscription:
     epoch: str = ""
     offset: int = 0
     # While not None the subscription is being replayed: live messages wait here.
-    pending: list[Message] | None = field(default_factory=list)
+    pending: list[PendingEvent] | None = field(default_factory=list)
 
 
 class Connection:

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fanout.brokers.base import Broker, Published
-from fanout.core.connection import Connection, ConnState, Mode, Subscription
+from fanout.core.connection import (
+    Connection,
+    ConnState,
+    EpochReset,
+    LostRange,
+    Mode,
+    Subscription,
+)
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import OutboxLimits
 from fanout.core.transport import Transport
@@ -194,8 +201,13 @@ class Hub:
             conn.enqueue(message.v1_frame())
         self.counters["replayed"] += len(replay)
         pending, sub.pending = sub.pending or [], None
-        for message in pending:
-            self._deliver_one(sub, message)
+        for event in pending:
+            if isinstance(event, LostRange):
+                self._skip(sub, event)
+            elif isinstance(event, EpochReset):
+                self._reset(sub, event)
+            else:
+                self._deliver_one(sub, event)
 
     def _deliver_one(self, sub: Subscription, message: Message) -> None:
         if message.epoch != sub.epoch or message.offset <= sub.offset:
@@ -277,12 +289,41 @@ class Hub:
         if local is None:
             return
         self.counters["epoch_resets"] += 1
-        frame = server_frames.subscribed(room, epoch, latest, recovered=False)
+        reset = EpochReset(epoch, latest)
         for sub in local.v1:
-            if sub.pending is None and sub.conn.state is ConnState.OPEN:
-                sub.epoch = epoch
-                sub.offset = latest
-                sub.conn.enqueue(frame)
+            if sub.pending is not None:
+                sub.pending.append(reset)
+            else:
+                self._reset(sub, reset)
+
+    def _reset(self, sub: Subscription, reset: EpochReset) -> None:
+        if reset.epoch == sub.epoch or sub.conn.state is not ConnState.OPEN:
+            return
+        sub.epoch = reset.epoch
+        sub.offset = reset.latest
+        sub.conn.enqueue(
+            server_frames.subscribed(sub.room, reset.epoch, reset.latest, recovered=False)
+        )
+
+    def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
+        """The broker cannot deliver ``first..last``: each subscriber gets a ``gap``."""
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        self.counters["gaps"] += 1
+        lost = LostRange(epoch, first, last)
+        for sub in local.v1:
+            if sub.pending is not None:
+                sub.pending.append(lost)
+            else:
+                self._skip(sub, lost)
+
+    def _skip(self, sub: Subscription, lost: LostRange) -> None:
+        if lost.epoch != sub.epoch or lost.last <= sub.offset:
+            return
+        first = max(lost.first, sub.offset + 1)
+        sub.offset = lost.last
+        sub.conn.enqueue(server_frames.gap(sub.room, lost.epoch, first, lost.last))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -1,0 +1,354 @@
+"""The Redis broker: many fanout processes and machines share rooms through one Redis.
+
+Publishing is one Lua script per message (stream append with bounded retention, then
+PUBLISH of the envelope with its offset). Each node subscribes to the channels of the
+rooms it has members for, on one pub/sub link, and hands the hub every message of
+those rooms in offset order: a jump in offsets (a message missed) is filled from the
+stream, a range the stream no longer holds is reported as a gap, and a new epoch (Redis
+lost the room) as a reset. After the link drops, the node reconnects with backoff,
+subscribes again and catches every room up from the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import hiredis
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from fanout.brokers.base import BrokerListener, History, Published
+from fanout.brokers.redis import scripts
+from fanout.brokers.redis.feeds import Feed, Sequencer
+from fanout.brokers.redis.layout import RoomKeys, encode_data, parse_entry, parse_envelope
+from fanout.brokers.redis.link import LinkError, PubSubLink
+from fanout.brokers.redis.options import RedisBrokerOptions
+from fanout.client.backoff import Backoff
+from fanout.protocol.envelope import Payload
+from fanout.protocol.errors import BrokerError, BrokerTimeout, BrokerUnavailable, StateError
+
+log = logging.getLogger("fanout.redis")
+
+# Connections for commands (publishes, history); more concurrent calls wait for one.
+_POOL_SIZE = 32
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(6)
+
+
+class RedisBroker:
+    def __init__(self, options: RedisBrokerOptions) -> None:
+        self.options = options
+        self._target = options.target
+        self._ttl_ms = str(int(options.room_ttl_s * 1000))
+        self._listener: BrokerListener | None = None
+        self._redis: Redis | None = None
+        self._sequencer: Sequencer | None = None
+        self._feeds: dict[str, Feed] = {}
+        self._by_channel: dict[bytes, Feed] = {}
+        self._room_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._link: PubSubLink | None = None
+        self._last_heard = 0.0
+        self._link_down: str | None = "connecting to redis"
+        self._command_down: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, listener: BrokerListener) -> None:
+        opts = self.options
+        self._listener = listener
+        pool = BlockingConnectionPool.from_url(
+            opts.url,
+            max_connections=_POOL_SIZE,
+            timeout=opts.timeout_s,
+            socket_timeout=opts.timeout_s,
+            socket_connect_timeout=opts.timeout_s,
+            # Never re-send a command by itself: a publish re-sent after a lost reply
+            # could be stored twice. Callers get an error and may retry by id.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._redis = Redis.from_pool(pool)
+        self._publish = self._redis.register_script(scripts.PUBLISH)
+        self._history = self._redis.register_script(scripts.HISTORY)
+        self._new_epoch_script = self._redis.register_script(scripts.NEW_EPOCH)
+        self._sequencer = Sequencer(
+            listener,
+            self._fetch,
+            self.new_epoch,
+            backlog_max=opts.history_max_messages,
+            retry_max_s=opts.reconnect_max_s,
+        )
+        loop = asyncio.get_running_loop()
+        linked = loop.create_future()
+        self._tasks = [
+            loop.create_task(self._run_link(linked)),
+            loop.create_task(self._watch_health()),
+        ]
+        # Start even when Redis is not there yet (the node reports 503 and keeps trying),
+        # but give a reachable Redis the chance to be linked before the first client.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(opts.timeout_s):
+                await asyncio.shield(linked)
+        if self._link_down is not None:
+            log.warning("redis %s: %s; retrying in the background", self._target, self._link_down)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._sequencer is not None:
+            await self._sequencer.close()
+        for feed in self._feeds.values():
+            feed.fail_confirmation(LinkError("broker closed"))
+        self._feeds.clear()
+        self._by_channel.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        self._listener = None
+
+    async def health(self) -> str | None:
+        return self._command_down or self._link_down
+
+    # -- publishing and history ---------------------------------------------------------
+
+    async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
+        opts = self.options
+        keys = self._keys(room)
+        kind, raw = encode_data(data)
+        args: list[str | bytes | int] = [
+            _new_epoch(),
+            self._ttl_ms,
+            raw,
+            kind,
+            msg_id or "",
+            opts.history_max_messages,
+            opts.history_max_bytes,
+            opts.idempotency_max_ids if msg_id else 0,
+            int(opts.idempotency_ttl_s * 1000),
+            keys.channel,
+        ]
+        async with self._calling("publish"):
+            epoch, offset, duplicate = await self._publish(keys=keys.all(), args=args)
+        return Published(epoch.decode(), int(offset), duplicate=bool(duplicate))
+
+    async def history(self, room: str, after: int | None) -> History:
+        async with self._calling("history"):
+            return await self._fetch(room, after)
+
+    async def _fetch(self, room: str, after: int | None) -> History:
+        """One atomic read of a room's epoch, latest offset and stream after ``after``."""
+        args: list[str | int] = [
+            _new_epoch(),
+            self._ttl_ms,
+            -1 if after is None else after,
+            self.options.history_max_messages,
+        ]
+        reply = await self._history(keys=self._keys(room).all(), args=args)
+        epoch = reply[0].decode()
+        messages = [parse_entry(room, epoch, entry) for entry in reply[3:]]
+        return History(epoch, int(reply[1]), int(reply[2]), messages)
+
+    async def new_epoch(self, room: str, seen: str) -> str:
+        """Replace epoch ``seen`` (Redis went back in time); returns the room's epoch."""
+        keys = self._keys(room)
+        epoch = await self._new_epoch_script(
+            keys=keys.all(), args=[seen, _new_epoch(), self._ttl_ms]
+        )
+        return bytes(epoch).decode()
+
+    @contextlib.asynccontextmanager
+    async def _calling(self, what: str) -> AsyncIterator[None]:
+        """Redis errors as the hub's BrokerErrors: never a false success."""
+        if self._redis is None:
+            raise StateError(f"RedisBroker.{what} before start()")
+        try:
+            yield
+        except BrokerError:
+            raise
+        except (redis_errors.TimeoutError, TimeoutError) as exc:
+            raise BrokerTimeout(f"redis did not answer the {what} in time: {exc}") from exc
+        except (redis_errors.ConnectionError, OSError) as exc:
+            raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
+        except redis_errors.RedisError as exc:
+            raise BrokerUnavailable(f"redis refused the {what}: {exc}") from exc
+
+    def _keys(self, room: str) -> RoomKeys:
+        return RoomKeys.of(self.options.key_prefix, room)
+
+    # -- attaching rooms -------------------------------------------------------------------
+
+    async def attach(self, room: str) -> None:
+        async with self._room_lock(room):
+            if room in self._feeds:
+                return
+            link = self._link
+            if link is None or self._sequencer is None:
+                raise BrokerUnavailable(self._link_down or "redis link down")
+            keys = self._keys(room)
+            feed = Feed(room, keys.channel.encode(), asyncio.get_running_loop())
+            self._feeds[room] = feed
+            self._by_channel[feed.channel] = feed
+            try:
+                link.send("SUBSCRIBE", keys.channel)
+                async with self._calling("subscribe"):
+                    async with asyncio.timeout(self.options.timeout_s):
+                        await feed.confirmed
+                    # Subscribed first, then read where the room is: every later message
+                    # arrives on the link, the earlier ones are in the history the hub reads.
+                    history = await self._fetch(room, None)
+                self._sequencer.start_at(feed, history.epoch, history.latest)
+            except BaseException:
+                self._forget(feed)
+                if self._link is link:
+                    with contextlib.suppress(LinkError):
+                        link.send("UNSUBSCRIBE", keys.channel)
+                raise
+
+    async def detach(self, room: str) -> None:
+        async with self._room_lock(room):
+            feed = self._feeds.get(room)
+            if feed is None:
+                return
+            self._forget(feed)
+            if self._link is not None:
+                with contextlib.suppress(LinkError):
+                    self._link.send("UNSUBSCRIBE", feed.channel)
+
+    def _forget(self, feed: Feed) -> None:
+        if self._feeds.get(feed.room) is feed:
+            del self._feeds[feed.room]
+            del self._by_channel[feed.channel]
+        feed.detached = True
+        feed.fail_confirmation(LinkError("room detached"))
+
+    @contextlib.asynccontextmanager
+    async def _room_lock(self, room: str) -> AsyncIterator[None]:
+        """Attach and detach of one room take turns; different rooms do not wait."""
+        lock, users = self._room_locks.get(room, (asyncio.Lock(), 0))
+        self._room_locks[room] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._room_locks[room]
+            if users == 1:
+                del self._room_locks[room]
+            else:
+                self._room_locks[room] = (lock, users - 1)
+
+    # -- the pub/sub link ------------------------------------------------------------------
+
+    async def _run_link(self, linked: asyncio.Future[None]) -> None:
+        backoff = Backoff(initial_s=0.05, max_s=self.options.reconnect_max_s)
+        attempt = 0
+        while True:
+            try:
+                link = await PubSubLink.open(self._target, self.options.timeout_s)
+            except LinkError as exc:
+                self._link_lost(str(exc))
+                await asyncio.sleep(backoff.delay(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            try:
+                await self._serve(link, linked)
+            except LinkError as exc:
+                self._link_lost(str(exc))
+            finally:
+                self._link = None
+                await link.aclose()
+                for feed in self._feeds.values():
+                    feed.fail_confirmation(LinkError("redis link lost"))
+            await asyncio.sleep(backoff.delay(attempt))
+            attempt += 1
+
+    def _link_lost(self, reason: str) -> None:
+        if self._link_down is None:
+            log.warning("redis %s: %s; reconnecting", self._target, reason)
+        self._link_down = reason
+
+    async def _serve(self, link: PubSubLink, linked: asyncio.Future[None]) -> None:
+        """Subscribe every attached room again, catch each up, then read pushes."""
+        assert self._sequencer is not None
+        loop = asyncio.get_running_loop()
+        self._last_heard = loop.time()
+        resubscribed = [f for f in self._feeds.values() if f.established]
+        for held in resubscribed:
+            self._sequencer.hold(held)
+        if resubscribed:
+            link.send("SUBSCRIBE", *(f.channel for f in resubscribed))
+        self._link = link
+        was_down = self._link_down
+        self._link_down = None
+        if was_down is not None and was_down != "connecting to redis":
+            log.warning("redis %s: linked again", self._target)
+        if not linked.done():
+            linked.set_result(None)
+        sequencer = self._sequencer
+        by_channel = self._by_channel
+        while True:
+            reply = await link.read_one()
+            self._last_heard = loop.time()
+            if isinstance(reply, hiredis.ReplyError):
+                raise LinkError(f"redis answered the pub/sub link with an error: {reply}")
+            kind = reply[0]
+            if kind == b"message":
+                feed = by_channel.get(reply[1])
+                if feed is not None:
+                    sequencer.receive(feed, parse_envelope(feed.room, reply[2]))
+            elif kind == b"subscribe":
+                confirmed = by_channel.get(reply[1])
+                if confirmed is not None:
+                    if confirmed.established:
+                        sequencer.resync(confirmed)
+                    else:
+                        confirmed.confirm()
+
+    async def _watch_health(self) -> None:
+        """Ping Redis (commands and the link) every interval; report and cut what is silent."""
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(opts.health_interval_s)
+            assert self._redis is not None
+            try:
+                async with asyncio.timeout(opts.timeout_s):
+                    await self._redis.ping()
+                if self._command_down is not None:
+                    log.warning("redis %s answers again", self._target)
+                self._command_down = None
+            except (TimeoutError, redis_errors.RedisError, OSError) as exc:
+                reason = f"redis {self._target} did not answer a ping within {opts.timeout_s} s"
+                if not isinstance(exc, TimeoutError | redis_errors.TimeoutError):
+                    reason = f"redis {self._target} unreachable: {exc}"
+                if self._command_down is None:
+                    log.warning("%s", reason)
+                self._command_down = reason
+            link = self._link
+            if link is None:
+                continue
+            silent = loop.time() - self._last_heard
+            if silent > opts.health_interval_s + opts.timeout_s:
+                self._link_down = f"redis pub/sub link silent for {silent:.1f} s"
+                link.abort()
+            else:
+                with contextlib.suppress(LinkError):
+                    link.send("PING")
+
+    # -- for tests and /metrics ------------------------------------------------------------
+
+    @property
+    def attached_rooms(self) -> list[str]:
+        return sorted(self._feeds)

@@ -1,0 +1,72 @@
+"""Where a room lives in Redis, and how messages are encoded there.
+
+Every key of a room shares the hash tag ``{room}``, so a room's keys and channel sit in
+one Redis Cluster slot and one Lua script may touch them all:
+
+- ``PREFIX:{room}:meta``   hash: ``epoch``, ``latest`` (offset counter), ``bytes`` retained
+- ``PREFIX:{room}:log``    stream: entry ``<offset>-0`` with fields ``k`` (kind), ``d`` (data)
+- ``PREFIX:{room}:ids``    hash: publish id -> offset (idempotency window)
+- ``PREFIX:{room}:idt``    sorted set: publish id scored by first-seen time in ms
+- ``PREFIX:{room}:ch``     pub/sub channel: ``epoch\\noffset\\nkind\\ndata`` per message
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from fanout.protocol.envelope import Message, Payload
+
+KIND_JSON = b"j"
+KIND_BYTES = b"b"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKeys:
+    meta: str
+    log: str
+    ids: str
+    idt: str
+    channel: str
+
+    @classmethod
+    def of(cls, prefix: str, room: str) -> RoomKeys:
+        base = f"{prefix}:{{{room}}}:"
+        return cls(base + "meta", base + "log", base + "ids", base + "idt", base + "ch")
+
+    def all(self) -> list[str]:
+        """The keys, in the order the Lua scripts expect them."""
+        return [self.meta, self.log, self.ids, self.idt]
+
+
+def channel_prefix_and_suffix(prefix: str) -> tuple[bytes, bytes]:
+    """What surrounds the room name in a channel name (to find the room again)."""
+    return f"{prefix}:{{".encode(), b"}:ch"
+
+
+def encode_data(data: Payload) -> tuple[bytes, bytes]:
+    """(kind, bytes): raw bytes for binary payloads, JSON text for everything else."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return KIND_BYTES, bytes(data)
+    return KIND_JSON, orjson.dumps(data)
+
+
+def decode_data(kind: bytes, raw: bytes) -> Payload:
+    if kind == KIND_BYTES:
+        return raw
+    if kind == KIND_JSON:
+        return orjson.loads(raw)
+    raise ValueError(f"unknown payload kind {kind!r} in Redis")
+
+
+def parse_envelope(room: str, envelope: bytes) -> Message:
+    """A channel message (``epoch\\noffset\\nkind\\ndata``) as a Message."""
+    epoch, offset, kind, raw = envelope.split(b"\n", 3)
+    return Message(room, epoch.decode(), int(offset), decode_data(kind, raw))
+
+
+def parse_entry(room: str, epoch: str, entry: list[bytes]) -> Message:
+    """A stream entry as returned by the history script: ``[offset, kind, data]``."""
+    offset, kind, raw = entry
+    return Message(room, epoch, int(offset), decode_data(kind, raw))
