@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
 from fanout.brokers.base import Broker
-from fanout.brokers.factory import make_broker
+from fanout.brokers.factory import broker_label, make_broker
 from fanout.core.hub import Hub
 from fanout.settings import Settings
 
@@ -57,7 +57,7 @@ def create_app(
             reason = f"broker did not answer within {HEALTH_TIMEOUT_S} s"
         body = {
             "status": "ok" if reason is None else "unavailable",
-            "broker": settings.broker,
+            "broker": broker_label(settings.broker),
             "connections": len(hub.connections),
             "rooms": hub.room_count,
         }

@@ -19,3 +19,12 @@ def make_broker(settings: Settings) -> Broker:
     from fanout.brokers.redis import RedisBroker
 
     return RedisBroker(options)
+
+
+def broker_label(url: str) -> str:
+    """The broker for /healthz and logs: a Redis URL without its password."""
+    if url == "memory":
+        return url
+    from fanout.brokers.redis.options import RedisTarget
+
+    return str(RedisTarget.parse(url))

@@ -1,0 +1,5 @@
+"""Tests of fanout over a real redis-server that each test starts on a free port."""
+
+from tests.support.redis_fixtures import redis_server
+
+__all__ = ["redis_server"]
