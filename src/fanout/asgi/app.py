@@ -50,9 +50,10 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> Response:
+        reason: str | None = None if hub.accepting else "shutting down"
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_S):
-                reason = await hub.broker.health()
+                reason = reason or await hub.broker.health()
         except TimeoutError:
             reason = f"broker did not answer within {HEALTH_TIMEOUT_S} s"
         body = {
