@@ -81,6 +81,11 @@ class Hub:
         self._accepting = False
 
     @property
+    def accepting(self) -> bool:
+        """False before start and once shutdown began."""
+        return self._accepting
+
+    @property
     def room_count(self) -> int:
         return len(self._rooms)
 
