@@ -18,13 +18,10 @@ import secrets
 from collections.abc import AsyncIterator
 
 import hiredis
-from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from fanout.brokers.base import BrokerListener, History, Published
 from fanout.brokers.redis import scripts
+from fanout.brokers.redis.commands import CommandError, CommandLink, Script
 from fanout.brokers.redis.feeds import Feed, Sequencer
 from fanout.brokers.redis.layout import RoomKeys, encode_data, parse_entry, parse_envelope
 from fanout.brokers.redis.link import LinkError, PubSubLink
@@ -35,8 +32,9 @@ from fanout.protocol.errors import BrokerError, BrokerTimeout, BrokerUnavailable
 
 log = logging.getLogger("fanout.redis")
 
-# Connections for commands (publishes, history); more concurrent calls wait for one.
-_POOL_SIZE = 32
+_PUBLISH = Script(scripts.PUBLISH)
+_HISTORY = Script(scripts.HISTORY)
+_NEW_EPOCH = Script(scripts.NEW_EPOCH)
 
 
 def _new_epoch() -> str:
@@ -49,7 +47,7 @@ class RedisBroker:
         self._target = options.target
         self._ttl_ms = str(int(options.room_ttl_s * 1000))
         self._listener: BrokerListener | None = None
-        self._redis: Redis | None = None
+        self._commands: CommandLink | None = None
         self._sequencer: Sequencer | None = None
         self._feeds: dict[str, Feed] = {}
         self._by_channel: dict[bytes, Feed] = {}
@@ -65,20 +63,9 @@ class RedisBroker:
     async def start(self, listener: BrokerListener) -> None:
         opts = self.options
         self._listener = listener
-        pool = BlockingConnectionPool.from_url(
-            opts.url,
-            max_connections=_POOL_SIZE,
-            timeout=opts.timeout_s,
-            socket_timeout=opts.timeout_s,
-            socket_connect_timeout=opts.timeout_s,
-            # Never re-send a command by itself: a publish re-sent after a lost reply
-            # could be stored twice. Callers get an error and may retry by id.
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._redis = Redis.from_pool(pool)
-        self._publish = self._redis.register_script(scripts.PUBLISH)
-        self._history = self._redis.register_script(scripts.HISTORY)
-        self._new_epoch_script = self._redis.register_script(scripts.NEW_EPOCH)
+        # Commands are never re-sent by themselves: a publish re-sent after a lost reply
+        # could be stored twice. Callers get an error and may retry by id.
+        self._commands = CommandLink(self._target, opts.timeout_s)
         self._sequencer = Sequencer(
             listener,
             self._fetch,
@@ -113,9 +100,9 @@ class RedisBroker:
             feed.fail_confirmation(LinkError("broker closed"))
         self._feeds.clear()
         self._by_channel.clear()
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        if self._commands is not None:
+            await self._commands.close()
+            self._commands = None
         self._listener = None
 
     async def health(self) -> str | None:
@@ -139,8 +126,8 @@ class RedisBroker:
             int(opts.idempotency_ttl_s * 1000),
             keys.channel,
         ]
-        async with self._calling("publish"):
-            epoch, offset, duplicate = await self._publish(keys=keys.all(), args=args)
+        async with self._calling("publish") as commands:
+            epoch, offset, duplicate = await commands.run(_PUBLISH, keys.all(), args)
         return Published(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
     async def history(self, room: str, after: int | None) -> History:
@@ -155,33 +142,37 @@ class RedisBroker:
             -1 if after is None else after,
             self.options.history_max_messages,
         ]
-        reply = await self._history(keys=self._keys(room).all(), args=args)
+        if self._commands is None:
+            raise StateError("RedisBroker used before start() or after close()")
+        reply = await self._commands.run(_HISTORY, self._keys(room).all(), args)
         epoch = reply[0].decode()
         messages = [parse_entry(room, epoch, entry) for entry in reply[3:]]
         return History(epoch, int(reply[1]), int(reply[2]), messages)
 
     async def new_epoch(self, room: str, seen: str) -> str:
         """Replace epoch ``seen`` (Redis went back in time); returns the room's epoch."""
-        keys = self._keys(room)
-        epoch = await self._new_epoch_script(
-            keys=keys.all(), args=[seen, _new_epoch(), self._ttl_ms]
-        )
+        if self._commands is None:
+            raise StateError("RedisBroker used before start() or after close()")
+        args: list[str | bytes | int] = [seen, _new_epoch(), self._ttl_ms]
+        epoch = await self._commands.run(_NEW_EPOCH, self._keys(room).all(), args)
         return bytes(epoch).decode()
 
     @contextlib.asynccontextmanager
-    async def _calling(self, what: str) -> AsyncIterator[None]:
+    async def _calling(self, what: str) -> AsyncIterator[CommandLink]:
         """Redis errors as the hub's BrokerErrors: never a false success."""
-        if self._redis is None:
-            raise StateError(f"RedisBroker.{what} before start()")
+        if self._commands is None:
+            raise StateError(f"RedisBroker.{what} before start() or after close()")
         try:
-            yield
+            yield self._commands
         except BrokerError:
             raise
-        except (redis_errors.TimeoutError, TimeoutError) as exc:
-            raise BrokerTimeout(f"redis did not answer the {what} in time: {exc}") from exc
-        except (redis_errors.ConnectionError, OSError) as exc:
+        except TimeoutError as exc:
+            raise BrokerTimeout(
+                f"redis did not answer the {what} within {self.options.timeout_s} s"
+            ) from exc
+        except OSError as exc:
             raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
-        except redis_errors.RedisError as exc:
+        except CommandError as exc:
             raise BrokerUnavailable(f"redis refused the {what}: {exc}") from exc
 
     def _keys(self, room: str) -> RoomKeys:
@@ -322,16 +313,15 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(opts.health_interval_s)
-            assert self._redis is not None
+            assert self._commands is not None
             try:
-                async with asyncio.timeout(opts.timeout_s):
-                    await self._redis.ping()
+                await self._commands.call("PING")
                 if self._command_down is not None:
                     log.warning("redis %s answers again", self._target)
                 self._command_down = None
-            except (TimeoutError, redis_errors.RedisError, OSError) as exc:
+            except (TimeoutError, CommandError, OSError) as exc:
                 reason = f"redis {self._target} did not answer a ping within {opts.timeout_s} s"
-                if not isinstance(exc, TimeoutError | redis_errors.TimeoutError):
+                if not isinstance(exc, TimeoutError):
                     reason = f"redis {self._target} unreachable: {exc}"
                 if self._command_down is None:
                     log.warning("%s", reason)

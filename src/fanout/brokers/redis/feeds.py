@@ -14,9 +14,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis import exceptions as redis_errors
-
 from fanout.brokers.base import BrokerListener, History
+from fanout.brokers.redis.commands import CommandError
 from fanout.client.backoff import Backoff
 from fanout.protocol.envelope import Message
 
@@ -155,7 +154,7 @@ class Sequencer:
         while not feed.detached:
             try:
                 await self._fill(feed)
-            except (redis_errors.RedisError, OSError, TimeoutError) as exc:
+            except (CommandError, OSError, TimeoutError) as exc:
                 delay = self._backoff.delay(attempt)
                 log.warning(
                     "room %r: catching up failed (%s); again in %.2f s", feed.room, exc, delay

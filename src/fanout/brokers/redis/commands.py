@@ -1,0 +1,177 @@
+"""Commands to Redis on one pipelined connection, spoken in RESP and parsed by hiredis.
+
+Every call writes its command at once and waits for its reply; replies come back in
+the order commands were written, so many publishes in flight share one connection
+and one round trip (Redis runs them one at a time anyway). A call that gets no reply
+within ``timeout_s`` fails, and so does the connection: a Redis that does not answer
+one command will not answer the ones queued behind it. The next call reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import hiredis
+
+from fanout.brokers.redis.link import LinkError, encode_command
+from fanout.brokers.redis.options import RedisTarget
+
+_READ_CHUNK = 256 * 1024
+# Above this many unsent bytes a caller waits for the socket before adding more.
+_WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+
+class CommandError(Exception):
+    """Redis answered a command with an error (OOM, NOSCRIPT, WRONGPASS, ...)."""
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, called by its SHA1 and loaded on first NOSCRIPT."""
+
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def read_replies(self) -> None:
+        parser = hiredis.Reader()
+        waiting = self.waiting
+        try:
+            while True:
+                chunk = await self.reader.read(_READ_CHUNK)
+                if not chunk:
+                    raise LinkError("redis closed the connection")
+                parser.feed(chunk)
+                while (reply := parser.gets()) is not False:
+                    if not waiting:
+                        raise LinkError("redis sent a reply nobody asked for")
+                    future = waiting.popleft()
+                    if not future.done():  # a caller that gave up is not answered
+                        future.set_result(reply)
+        except (OSError, asyncio.CancelledError) as exc:
+            self.fail(exc if isinstance(exc, LinkError) else LinkError(f"redis link lost: {exc}"))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    def fail(self, exc: LinkError) -> None:
+        """The connection is over: whatever was sent has an unknown outcome."""
+        self.closed = True
+        self.writer.transport.abort()
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
+
+
+class CommandLink:
+    def __init__(self, target: RedisTarget, timeout_s: float) -> None:
+        self._target = target
+        self._timeout_s = timeout_s
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
+
+    async def call(self, *args: str | bytes | int) -> Any:
+        """The reply of one command; raises CommandError, LinkError or TimeoutError."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                conn = await self._connection()
+                reply = await self._send(conn, args)
+        except TimeoutError:
+            self._drop(f"redis did not answer within {self._timeout_s} s")
+            raise
+        if isinstance(reply, hiredis.ReplyError):
+            raise CommandError(str(reply))
+        return reply
+
+    async def run(
+        self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]
+    ) -> Any:
+        try:
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except CommandError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # Not run: Redis did not know the script (first call, or Redis restarted).
+        return await self.call("EVAL", script.text, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._drop("closed")
+
+    async def _send(self, conn: _Connection, args: tuple[str | bytes | int, ...]) -> Any:
+        if conn.closed:
+            raise LinkError("redis link lost")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.waiting.append(future)
+        conn.writer.write(encode_command(*(str(a) if isinstance(a, int) else a for a in args)))
+        if conn.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            await conn.writer.drain()
+        return await future
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting.add_done_callback(_retrieve)
+        # Shielded: a caller that times out does not abort a connect others wait for.
+        return await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> _Connection:
+        target = self._target
+        context = ssl.create_default_context() if target.tls else None
+        try:
+            reader, writer = await asyncio.open_connection(
+                target.host, target.port, ssl=context, limit=_READ_CHUNK
+            )
+        except OSError as exc:
+            raise LinkError(f"cannot connect to {target}: {exc}") from exc
+        conn = _Connection(reader, writer)
+        conn.task = asyncio.get_running_loop().create_task(conn.read_replies())
+        try:
+            if target.password is not None:
+                auth = [target.username] if target.username else []
+                reply = await self._send(conn, ("AUTH", *auth, target.password))
+                if isinstance(reply, hiredis.ReplyError):
+                    raise CommandError(f"redis refused AUTH: {reply}")
+            if target.db:
+                reply = await self._send(conn, ("SELECT", target.db))
+                if isinstance(reply, hiredis.ReplyError):
+                    raise CommandError(f"redis refused SELECT {target.db}: {reply}")
+        except BaseException:
+            conn.fail(LinkError("connection setup failed"))
+            raise
+        self._conn = conn
+        return conn
+
+    def _drop(self, reason: str) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            conn.fail(LinkError(reason))
+            if conn.task is not None:
+                conn.task.cancel()
+
+
+def _retrieve(future: asyncio.Future[_Connection]) -> None:
+    """Mark a failed connect as seen; the caller that awaited it got the error."""
+    if not future.cancelled():
+        future.exception()
