@@ -41,3 +41,14 @@ def test_inconsistent_limits_are_refused_before_starting(
 ) -> None:
     assert main(["serve", "--max-message-bytes", "2000000", "--outbox-max-bytes", "1000000"]) == 2
     assert "outbox_max_bytes must be >= max_message_bytes" in capsys.readouterr().err
+
+
+def test_serve_help_explains_that_several_workers_need_the_redis_broker() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fanout.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--workers N" in out
+    assert "needs --broker redis://HOST:PORT/DB" in " ".join(out.split())

@@ -130,6 +130,18 @@ class Settings:
             health_interval_s=self.redis_health_interval_s,
         )
 
+    def to_env(self) -> dict[str, str]:
+        """``FANOUT_<NAME>`` variables that ``from_env`` reads back as these settings
+        (how ``--workers`` hands the command line to each worker process)."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            env[ENV_PREFIX + f.name.upper()] = text
+        if Settings.from_env(env) != self:
+            raise ValueError("these settings do not survive the trip through the environment")
+        return env
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -1,20 +1,45 @@
-"""Run the app under uvicorn with fanout's direct WebSocket transport."""
+"""Run the app under uvicorn with fanout's direct WebSocket transport, in one or N processes."""
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from fanout.asgi.app import create_app
 from fanout.asgi.direct import FanoutWebSocketProtocol
 from fanout.settings import Settings
 
+# What each worker process imports and calls to build its app (uvicorn ``factory=True``).
+APP_FACTORY = "fanout.asgi.server:create_app_from_env"
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one worker process, from the ``FANOUT_*`` variables its parent set."""
+    return create_app(Settings.from_env())
+
 
 def uvicorn_config(
-    settings: Settings, app: FastAPI | None = None, *, log_level: str = "info"
+    settings: Settings,
+    app: FastAPI | None = None,
+    *,
+    log_level: str = "info",
+    workers: int = 1,
 ) -> uvicorn.Config:
+    """uvicorn's config. With ``workers > 1`` each worker builds its own app with
+    ``APP_FACTORY``, since an app object cannot be handed to another process."""
+    if workers > 1 and app is not None:
+        raise ValueError("with workers > 1 each worker builds its app: pass no app")
     return uvicorn.Config(
-        app or create_app(settings),
+        APP_FACTORY if workers > 1 else app or create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         ws=FanoutWebSocketProtocol,
@@ -28,5 +53,72 @@ def uvicorn_config(
     )
 
 
-def serve(settings: Settings, *, log_level: str = "info") -> None:
-    uvicorn.Server(uvicorn_config(settings, log_level=log_level)).run()
+def check_workers(settings: Settings, workers: int) -> None:
+    """Raise ValueError for a worker count that cannot work with these settings."""
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and settings.broker == "memory":
+        raise ValueError(
+            f"--workers {workers} needs a shared broker: with the in-memory broker each worker"
+            " would be a separate hub with its own rooms, and messages would not reach"
+            " subscribers connected to another worker. Use --broker redis://HOST:PORT/DB,"
+            " or one worker."
+        )
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor (SIGTERM/SIGINT forwarded to every worker as SIGTERM, dead
+    workers replaced), remembering the stop signal so the parent can die of it too."""
+
+    stop_signal: int | None = None
+
+    def handle_int(self) -> None:
+        self.stop_signal = self.stop_signal or signal.SIGINT
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        self.stop_signal = self.stop_signal or signal.SIGTERM
+        super().handle_term()
+
+
+def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
+    config = uvicorn_config(settings, log_level=log_level, workers=workers)
+    # Workers are spawned (fresh interpreters): they inherit the environment, so every
+    # setting given on the command line reaches them as FANOUT_<NAME>.
+    with _environment(settings.to_env()):
+        sock = config.bind_socket()
+        try:
+            supervisor = _Supervisor(config, sockets=[sock])
+            supervisor.run()
+        finally:
+            sock.close()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
+    if supervisor.stop_signal is not None:
+        # As the single-process server does: exit "terminated by SIGTERM" after a graceful stop.
+        signal.signal(supervisor.stop_signal, signal.SIG_DFL)
+        signal.raise_signal(supervisor.stop_signal)
+
+
+def serve(settings: Settings, *, log_level: str = "info", workers: int = 1) -> None:
+    """Serve until SIGTERM/SIGINT. ``workers > 1`` runs that many processes on one port,
+    which needs the Redis broker (see ``check_workers``)."""
+    check_workers(settings, workers)
+    if workers == 1:
+        uvicorn.Server(uvicorn_config(settings, log_level=log_level)).run()
+    else:
+        _serve_workers(settings, workers, log_level)

@@ -48,28 +48,50 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _worker_count(raw: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {raw!r}")
+    return count
+
+
 def add_parser(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the hub (in-memory broker by default) with the chat page at /",
         description="Run the hub under uvicorn. WebSocket at /ws and /ws/{room}, chat page"
-        " at /, health at /healthz, Prometheus metrics at /metrics.",
+        " at /, health at /healthz, Prometheus metrics at /metrics. With --workers N,"
+        " N processes share the port (the kernel spreads connections among them) and"
+        " act as one hub through --broker redis://...; SIGTERM stops them all gracefully.",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="worker processes listening on the same port (default: 1, this process); more"
+        " than 1 needs --broker redis://HOST:PORT/DB, since with the in-memory broker each"
+        " worker would be a separate hub",
     )
     _add_settings_flags(serve)
     serve.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fanout.asgi.server import serve
+    from fanout.asgi.server import check_workers, serve
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
     try:
         settings = Settings.from_env(**overrides)
+        check_workers(settings, args.workers)
     except ValueError as exc:
         print(f"fanout serve: {exc}", file=sys.stderr)
         return 2
-    serve(settings, log_level=args.log_level)
+    serve(settings, log_level=args.log_level, workers=args.workers)
     return 0
