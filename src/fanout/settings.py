@@ -72,6 +72,9 @@ class Settings:
         "how often Redis is pinged; a dead or paused Redis is reported within about"
         " this plus redis_timeout_s",
     )
+    redis_reconnect_max_s: float = _opt(
+        2.0, "reconnect attempts to Redis back off (jittered) up to this delay"
+    )
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:
@@ -128,6 +131,7 @@ class Settings:
             room_ttl_s=self.redis_room_ttl_s,
             timeout_s=self.redis_timeout_s,
             health_interval_s=self.redis_health_interval_s,
+            reconnect_max_s=self.redis_reconnect_max_s,
         )
 
     def to_env(self) -> dict[str, str]:

@@ -158,22 +158,44 @@ class RedisBroker:
         return bytes(epoch).decode()
 
     @contextlib.asynccontextmanager
-    async def _calling(self, what: str) -> AsyncIterator[CommandLink]:
-        """Redis errors as the hub's BrokerErrors: never a false success."""
+    async def _calling(self, what: str, *, trip: bool = True) -> AsyncIterator[CommandLink]:
+        """Redis errors as the hub's BrokerErrors: never a false success.
+
+        Fails at once while Redis is known down (a command or ping timed out or found no
+        connection, and no ping has succeeded since; the health watcher's next good ping
+        clears it). The hub handles a connection's frames one at a time, so without this
+        each publish queued on a connection would wait out ``timeout_s`` in turn behind
+        the others while Redis is paused, far beyond the hub's publish timeout.
+        ``trip=False``: a failure here does not mark Redis down (it may be the link's).
+        """
         if self._commands is None:
             raise StateError(f"RedisBroker.{what} before start() or after close()")
+        if self._command_down is not None:
+            raise BrokerUnavailable(self._command_down)
         try:
             yield self._commands
         except BrokerError:
             raise
         except TimeoutError as exc:
+            if trip:
+                self._commands_failed(
+                    f"redis {self._target} did not answer a {what}"
+                    f" within {self.options.timeout_s} s"
+                )
             raise BrokerTimeout(
                 f"redis did not answer the {what} within {self.options.timeout_s} s"
             ) from exc
         except OSError as exc:
+            if trip:
+                self._commands_failed(f"redis {self._target} unreachable: {exc}")
             raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
         except CommandError as exc:
             raise BrokerUnavailable(f"redis refused the {what}: {exc}") from exc
+
+    def _commands_failed(self, reason: str) -> None:
+        if self._command_down is None:
+            log.warning("%s", reason)
+        self._command_down = reason
 
     def _keys(self, room: str) -> RoomKeys:
         return RoomKeys.of(self.options.key_prefix, room)
@@ -193,7 +215,7 @@ class RedisBroker:
             self._by_channel[feed.channel] = feed
             try:
                 link.send("SUBSCRIBE", keys.channel)
-                async with self._calling("subscribe"):
+                async with self._calling("subscribe", trip=False):
                     async with asyncio.timeout(self.options.timeout_s):
                         await feed.confirmed
                     # Subscribed first, then read where the room is: every later message
@@ -266,8 +288,9 @@ class RedisBroker:
             attempt += 1
 
     def _link_lost(self, reason: str) -> None:
+        reason = f"redis {self._target} pub/sub link: {reason}"
         if self._link_down is None:
-            log.warning("redis %s: %s; reconnecting", self._target, reason)
+            log.warning("%s; reconnecting", reason)
         self._link_down = reason
 
     async def _serve(self, link: PubSubLink, linked: asyncio.Future[None]) -> None:
@@ -280,7 +303,11 @@ class RedisBroker:
             self._sequencer.hold(held)
         if resubscribed:
             link.send("SUBSCRIBE", *(f.channel for f in resubscribed))
+        # A paused Redis still accepts connections: the link counts as up once Redis
+        # answered something on it.
+        link.send("PING")
         self._link = link
+        reply = await link.read_one()
         was_down = self._link_down
         self._link_down = None
         if was_down is not None and was_down != "connecting to redis":
@@ -290,7 +317,6 @@ class RedisBroker:
         sequencer = self._sequencer
         by_channel = self._by_channel
         while True:
-            reply = await link.read_one()
             self._last_heard = loop.time()
             if isinstance(reply, hiredis.ReplyError):
                 raise LinkError(f"redis answered the pub/sub link with an error: {reply}")
@@ -306,6 +332,7 @@ class RedisBroker:
                         sequencer.resync(confirmed)
                     else:
                         confirmed.confirm()
+            reply = await link.read_one()
 
     async def _watch_health(self) -> None:
         """Ping Redis (commands and the link) every interval; report and cut what is silent."""
