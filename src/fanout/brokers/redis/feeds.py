@@ -29,6 +29,7 @@ class Feed:
     """One attached room: where its stream stands on this node."""
 
     __slots__ = (
+        "again",
         "backlog",
         "catching_up",
         "channel",
@@ -54,6 +55,9 @@ class Feed:
         self.established = False
         self.detached = False
         self.catching_up: asyncio.Task[None] | None = None
+        # Set when a catch-up is asked for while one runs: its read may predate what
+        # was missed since (the link dropped again), so it must read once more.
+        self.again = False
 
     def confirm(self) -> None:
         if not self.confirmed.done():
@@ -143,6 +147,7 @@ class Sequencer:
         if feed.backlog is None:
             feed.backlog = []
         if feed.catching_up is not None and not feed.catching_up.done():
+            feed.again = True
             return
         task = asyncio.get_running_loop().create_task(self._catch_up(feed))
         feed.catching_up = task
@@ -152,6 +157,7 @@ class Sequencer:
     async def _catch_up(self, feed: Feed) -> None:
         attempt = 0
         while not feed.detached:
+            feed.again = False
             try:
                 await self._fill(feed)
             except (CommandError, OSError, TimeoutError) as exc:
@@ -161,6 +167,8 @@ class Sequencer:
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
+                continue
+            if feed.again:
                 continue
             feed.catching_up = None
             self._release(feed)
