@@ -17,6 +17,7 @@ examples:
   fanout bench ws://127.0.0.1:8001/ws --receivers 50 --rate 200 --duration 10
   fanout bench ws://127.0.0.1:8001/ws --receivers 20 --slow 1 --slow-after 2
   fanout bench ws://127.0.0.1:8000/ws --mode v1 --rate max --window 128
+  fanout bench ws://127.0.0.1:8002/ws --sender-url ws://127.0.0.1:8001/ws --mode v1
   fanout bench ws://127.0.0.1:8001/ws --server-cmd 'fanout baseline --binary' \\
       --kind png --size 4MiB --rate 5
   fanout bench ws://127.0.0.1:8001/ws --server-cmd 'fanout baseline' --sweep \\
@@ -89,6 +90,11 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("url", help="ws://127.0.0.1:PORT/PATH (may hold {room} in plain mode)")
     load = p.add_argument_group("load")
+    load.add_argument(
+        "--sender-url",
+        help="senders connect here instead of URL, e.g. another node of the same hub"
+        " (default: URL)",
+    )
     load.add_argument(
         "--mode",
         choices=["plain", "v1"],
@@ -253,6 +259,7 @@ def _config(args: argparse.Namespace) -> Any:
 
     return BenchConfig(
         url=args.url,
+        sender_url=args.sender_url,
         mode=args.mode,
         receivers=args.receivers,
         senders=args.senders,

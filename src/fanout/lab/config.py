@@ -71,6 +71,8 @@ def check_loopback(url: str) -> tuple[str, int]:
 @dataclass(frozen=True)
 class BenchConfig:
     url: str
+    # Where the senders connect, when not to ``url`` (another node of the same hub).
+    sender_url: str | None = None
     mode: Mode = "plain"
     receivers: int = 10
     senders: int = 1
@@ -99,6 +101,8 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         check_loopback(self.url)
+        if self.sender_url is not None:
+            check_loopback(self.sender_url)
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.kind not in KINDS:
@@ -138,6 +142,8 @@ class BenchConfig:
             raise ConfigError(
                 "several rooms in plain mode need '{room}' in the URL, e.g. ws://host:port/ws/{room}"
             )
+        if self.rooms > 1 and self.mode == "plain" and "{room}" not in self.senders_url:
+            raise ConfigError("several rooms in plain mode need '{room}' in the sender URL too")
         if self.server_pid is not None and self.server_cmd is not None:
             raise ConfigError(
                 "observe a server by --server-pid or start one with --server-cmd, not both"
@@ -156,11 +162,19 @@ class BenchConfig:
     def port(self) -> int:
         return check_loopback(self.url)[1]
 
+    @property
+    def senders_url(self) -> str:
+        return self.sender_url or self.url
+
+    def endpoint(self, *, sender: bool = False) -> tuple[str, int]:
+        """Host and port the receivers (or the senders) connect to."""
+        return check_loopback(self.senders_url if sender else self.url)
+
     def room_name(self, index: int) -> str:
         return f"lab-{index % self.rooms}"
 
-    def path_for(self, room: str) -> str:
-        parts = urlsplit(self.url)
+    def path_for(self, room: str, *, sender: bool = False) -> str:
+        parts = urlsplit(self.senders_url if sender else self.url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query

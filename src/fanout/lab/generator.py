@@ -138,10 +138,11 @@ class Generator:
     ) -> LabConnection:
         loop = asyncio.get_running_loop()
         c = self.config
+        host, port = c.endpoint(sender=sender is not None)
         conn = LabConnection(
-            host=c.host,
-            port=c.port,
-            path=c.path_for(room),
+            host=host,
+            port=port,
+            path=c.path_for(room, sender=sender is not None),
             v1=c.mode == "v1",
             room=room,
             process=self.tally,
@@ -150,7 +151,7 @@ class Generator:
             since=since,
         )
         async with asyncio.timeout(c.connect_timeout_s):
-            await loop.create_connection(lambda: conn, c.host, c.port)
+            await loop.create_connection(lambda: conn, host, port)
             await conn.ready
         return conn
 

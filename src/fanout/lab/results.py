@@ -87,6 +87,8 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def totals(config: BenchConfig, outcome: dict[str, Any]) -> dict[str, Any]:
+    # How long sending lasted: shorter than the configured duration when --count was reached.
+    sending_s = float(outcome.get("sending_s") or config.duration_s) or config.duration_s
     receivers = [r for f in outcome["finals"] for r in f["receivers"]]
     senders = [s for f in outcome["finals"] for s in f["senders"]]
     stable = [r for r in receivers if r["kind"] == "stable"]
@@ -119,7 +121,8 @@ def totals(config: BenchConfig, outcome: dict[str, Any]) -> dict[str, Any]:
         "close_codes": close_codes,
         "connect_errors": connect_errors,
         "churn_connects": sum(int(f["churn_connects"]) for f in outcome["finals"]),
-        "deliveries_per_s": round(sum(r["delivered"] for r in receivers) / config.duration_s, 1),
+        "sending_s": round(sending_s, 3),
+        "deliveries_per_s": round(sum(r["delivered"] for r in receivers) / sending_s, 1),
         "slow": _kind_totals([r for r in receivers if r["kind"] == "slow"]),
         "churn": _kind_totals([r for r in receivers if r["kind"] == "churn"]),
     }
