@@ -48,6 +48,11 @@ class Settings:
     max_rooms: int = _opt(10_000, "rooms the memory broker remembers (idle rooms forgotten first)")
     max_connections: int = _opt(10_000, "connections per process; more are closed with 1013")
     max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
+    publishes_in_flight: int = _opt(
+        64,
+        "publishes of one fanout.v1 connection handled at once (answered in order); 1 handles"
+        " each after the previous one was answered",
+    )
     publish_timeout_s: float = _opt(5.0, "a publish is answered (ack or error) within this time")
     close_timeout_s: float = _opt(
         5.0, "time a closed client gets to answer the close frame before the socket is aborted"
@@ -84,6 +89,8 @@ class Settings:
                 "outbox_max_bytes must be >= max_message_bytes, or one large message would"
                 " close every receiver as a slow consumer"
             )
+        if self.publishes_in_flight < 1:
+            raise ValueError("publishes_in_flight must be >= 1")
         if not 0 < self.port < 65536 and self.port != 0:
             raise ValueError("port must be 0-65535")
         self.hub_limits()

@@ -44,7 +44,12 @@ def create_app(
     app = FastAPI(title="fanout", lifespan=lifespan)
     app.state.hub = hub
     app.state.settings = settings
-    endpoint = Endpoint(hub, consumer, max_message_bytes=settings.max_message_bytes)
+    endpoint = Endpoint(
+        hub,
+        consumer,
+        max_message_bytes=settings.max_message_bytes,
+        publishes_in_flight=settings.publishes_in_flight,
+    )
     app.add_api_websocket_route("/ws", endpoint)
     app.add_api_websocket_route("/ws/{room}", endpoint)
 

@@ -15,6 +15,7 @@ from fanout.core.connection import Connection, ConnState, Mode
 from fanout.core.consumer import ConnectionInfo, Consumer
 from fanout.core.dispatch import dispatch
 from fanout.core.hub import Hub
+from fanout.core.pipeline import PublishPipeline
 from fanout.core.transport import Transport
 from fanout.protocol.codes import SUBPROTOCOL, CloseCode
 from fanout.protocol.errors import FrameError, ProtocolViolation
@@ -26,10 +27,18 @@ ConsumerFactory = Callable[[Hub, Connection, ConnectionInfo], Consumer]
 
 
 class Endpoint:
-    def __init__(self, hub: Hub, consumer: ConsumerFactory, *, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        consumer: ConsumerFactory,
+        *,
+        max_message_bytes: int,
+        publishes_in_flight: int = 64,
+    ) -> None:
         self.hub = hub
         self.consumer = consumer
         self.max_message_bytes = max_message_bytes
+        self.publishes_in_flight = publishes_in_flight
 
     async def __call__(self, websocket: WebSocket, room: str = "lobby") -> None:
         v1 = SUBPROTOCOL in websocket.scope.get("subprotocols", ())
@@ -85,6 +94,7 @@ class Endpoint:
         receive = websocket.receive
         limit = self.max_message_bytes
         conn = consumer.connection
+        pipeline = PublishPipeline(conn, self.publishes_in_flight) if conn.mode is Mode.V1 else None
         while conn.state is ConnState.OPEN:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -100,7 +110,7 @@ class Endpoint:
                 size = len(data or b"")
             if size > limit:
                 raise ProtocolViolation(CloseCode.TOO_BIG, f"message over {limit} bytes")
-            await dispatch(consumer, text, data)
+            await dispatch(consumer, text, data, pipeline)
         return conn.close_code
 
 

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from fanout.core.connection import Mode
 from fanout.core.consumer import Consumer
+from fanout.core.pipeline import Answer, PublishPipeline
 from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
+from fanout.protocol.envelope import OutFrame
 from fanout.protocol.errors import BrokerError, FrameError, ProtocolViolation
 from fanout.protocol.frames import Publish, Subscribe, Unsubscribe, decode_binary, decode_text
 
 log = logging.getLogger("fanout.dispatch")
 
 
-async def dispatch(consumer: Consumer, text: str | None, data: bytes | None) -> None:
-    """Handle one message from the client. Raises ProtocolViolation to close."""
+async def dispatch(
+    consumer: Consumer,
+    text: str | None,
+    data: bytes | None,
+    pipeline: PublishPipeline | None = None,
+) -> None:
+    """Handle one message from the client. Raises ProtocolViolation to close.
+
+    With a ``pipeline``, a ``fanout.v1`` publish is started and answered later (in
+    order); any other frame first waits for the publishes before it.
+    """
     conn = consumer.connection
     if conn.mode is Mode.PLAIN:
         payload = text if text is not None else (data or b"")
@@ -25,33 +38,74 @@ async def dispatch(consumer: Consumer, text: str | None, data: bytes | None) -> 
             # A plain client has no error frame; it is told by the close code.
             raise ProtocolViolation(CloseCode.INTERNAL, f"broker: {exc}") from exc
         return
-    frame_id: str | None = None
     try:
         frame = decode_text(text) if text is not None else decode_binary(data or b"")
-        if isinstance(frame, Publish):
-            frame_id = frame.id
-            body = await consumer.on_publish(frame.room, frame.data)
-            published = await consumer.publish(frame.room, body, id=frame.id)
-            if frame.id is not None:
-                conn.enqueue(
-                    server_frames.ack(frame.id, frame.room, published.epoch, published.offset)
-                )
-        elif isinstance(frame, Subscribe):
-            await consumer.on_subscribe(frame.room)
-            await consumer.join(frame.room, frame.since)
-        elif isinstance(frame, Unsubscribe):
-            await consumer.leave(frame.room)
     except FrameError as exc:
-        conn.enqueue(server_frames.error(exc.code, exc.reason, exc.frame_id or frame_id))
+        error = server_frames.error(exc.code, exc.reason, exc.frame_id)
+        if pipeline is None:
+            conn.enqueue(error)
+        else:  # after the answers to the publishes before it
+            await pipeline.submit(_ready(error))
+        return
+    if isinstance(frame, Publish):
+        if pipeline is None:
+            answer = await _publish(consumer, frame)
+            if isinstance(answer, OutFrame):
+                conn.enqueue(answer)
+        else:
+            await pipeline.submit(_publish(consumer, frame))
+        return
+    if pipeline is not None:
+        await pipeline.drain()
+    answer = await _answer(consumer, frame, _request(consumer, frame), None)
+    if isinstance(answer, OutFrame):
+        conn.enqueue(answer)
+
+
+async def _ready(answer: Answer) -> Answer:
+    return answer
+
+
+async def _publish(consumer: Consumer, frame: Publish) -> Answer:
+    """Publish and return the ``ack`` (or ``error``) to send; ProtocolViolation raises."""
+
+    async def publish() -> OutFrame | None:
+        body = await consumer.on_publish(frame.room, frame.data)
+        published = await consumer.publish(frame.room, body, id=frame.id)
+        if frame.id is None:
+            return None
+        return server_frames.ack(frame.id, frame.room, published.epoch, published.offset)
+
+    return await _answer(consumer, frame, publish(), frame.id)
+
+
+async def _request(consumer: Consumer, frame: Subscribe | Unsubscribe) -> OutFrame | None:
+    if isinstance(frame, Subscribe):
+        await consumer.on_subscribe(frame.room)
+        await consumer.join(frame.room, frame.since)
+    else:
+        await consumer.leave(frame.room)
+    return None
+
+
+async def _answer(
+    consumer: Consumer,
+    frame: object,
+    work: Coroutine[Any, Any, OutFrame | None],
+    frame_id: str | None,
+) -> OutFrame | None:
+    """Run ``work``; its frame, or the ``error`` frame for what it raised."""
+    try:
+        return await work
+    except FrameError as exc:
+        return server_frames.error(exc.code, exc.reason, exc.frame_id or frame_id)
     except BrokerError as exc:
-        conn.enqueue(server_frames.error(exc.code, str(exc), frame_id))
+        return server_frames.error(exc.code, str(exc), frame_id)
     except ProtocolViolation:
         raise
     except Exception as exc:
         # An application handler failed: this client is told, nobody else is affected.
-        log.exception("handler failed on %r", conn)
-        conn.enqueue(
-            server_frames.error(
-                ErrorCode.INTERNAL, f"handler error: {type(exc).__name__}", frame_id
-            )
+        log.exception("handler failed on %r (%r)", consumer.connection, frame)
+        return server_frames.error(
+            ErrorCode.INTERNAL, f"handler error: {type(exc).__name__}", frame_id
         )

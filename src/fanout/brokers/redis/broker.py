@@ -65,7 +65,9 @@ class RedisBroker:
         self._listener = listener
         # Commands are never re-sent by themselves: a publish re-sent after a lost reply
         # could be stored twice. Callers get an error and may retry by id.
-        self._commands = CommandLink(self._target, opts.timeout_s)
+        self._commands = CommandLink(
+            self._target, opts.timeout_s, scripts=[_PUBLISH, _HISTORY, _NEW_EPOCH]
+        )
         self._sequencer = Sequencer(
             listener,
             self._fetch,

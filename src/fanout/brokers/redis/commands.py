@@ -81,9 +81,15 @@ class _Connection:
 
 
 class CommandLink:
-    def __init__(self, target: RedisTarget, timeout_s: float) -> None:
+    def __init__(
+        self, target: RedisTarget, timeout_s: float, scripts: Sequence[Script] = ()
+    ) -> None:
         self._target = target
         self._timeout_s = timeout_s
+        # Loaded on every new connection before any other command, so EVALSHA finds them:
+        # a NOSCRIPT answer costs a second round trip, and the publishes sent meanwhile
+        # would overtake the one that is re-sent.
+        self._scripts = list(scripts)
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
@@ -157,6 +163,10 @@ class CommandLink:
                 reply = await self._send(conn, ("SELECT", target.db))
                 if isinstance(reply, hiredis.ReplyError):
                     raise CommandError(f"redis refused SELECT {target.db}: {reply}")
+            for script in self._scripts:
+                reply = await self._send(conn, ("SCRIPT", "LOAD", script.text))
+                if isinstance(reply, hiredis.ReplyError):
+                    raise CommandError(f"redis refused SCRIPT LOAD: {reply}")
         except BaseException:
             conn.fail(LinkError("connection setup failed"))
             raise
