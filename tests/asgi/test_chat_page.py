@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from fanout.protocol.codes import CloseCode
 from fanout.settings import Settings
+from tests.support.browser import MESSAGES, TIMEOUT_MS
 from tests.support.servers import (
     RunningHub,
     free_port,
@@ -33,37 +34,10 @@ from tests.support.servers import (
 )
 from tests.support.wsclient import connect_v1, recv_json, send_json
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
 IMAGE_TIMEOUT_MS = 30_000
 
 # `make test` installs Debian's Chromium where it is missing: its absence is a failure.
 pytestmark = pytest.mark.browser
-
-MESSAGES = '[data-testid="message"]'
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 OpenChat = Callable[[str, str, str], Awaitable[Page]]

@@ -10,48 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from fanout.client import Client
 from tests.redis.nodes import backend, metrics, redis_nodes
 from tests.support.balancer import Balancer
+from tests.support.browser import MESSAGES, TIMEOUT_MS
 from tests.support.redis import RedisServer
 from tests.support.servers import HubProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
-MESSAGES = '[data-testid="message"]'
 ROOM = "page-failover"
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def chat(i: int) -> dict[str, Any]:
