@@ -44,6 +44,8 @@ async def redis_nodes(
                 raise result
         yield nodes
     finally:
+        if redis.running:
+            redis.resume()  # a node must not stop against a paused Redis
         await asyncio.gather(*(asyncio.to_thread(stop_process, n.proc) for n in nodes))
         for i, node in enumerate(nodes):
             print(f"--- node {i} ({node.url}, exit {node.proc.returncode}) ---\n{node.log()}")

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ from websockets.exceptions import ConnectionClosed
 
 from fanout.brokers.redis.layout import RoomKeys, decode_data
 from fanout.client import Ack, Client, Message, Subscribed
+from tests.redis.nodes import metrics, redis_nodes
 from tests.support.redis import RedisServer
-from tests.support.servers import HubProcess, start_hub_process, stop_process
+from tests.support.servers import HubProcess
 from tests.support.wsclient import connect_v1, recv_json, send_json, subscribe
 
 ROOM = "r"
@@ -52,45 +53,18 @@ NODE_ARGS = [
     "--redis-timeout-s", str(REDIS_TIMEOUT_S),
     "--redis-health-interval-s", str(HEALTH_INTERVAL_S),
     "--publish-timeout-s", str(PUBLISH_TIMEOUT_S),
-    "--log-level", "warning",
 ]  # fmt: skip
 
 
-# -- the nodes ----------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def nodes(
+def nodes(
     redis: RedisServer, tmp_path: Path, count: int = 2
-) -> AsyncIterator[list[HubProcess]]:
-    """``count`` real ``fanout serve`` processes on one Redis, started side by side."""
-    args = ["--broker", redis.url, *NODE_ARGS]
-    started = await asyncio.gather(
-        *(
-            asyncio.to_thread(start_hub_process, args, tmp_path / f"node{i}.log")
-            for i in range(count)
-        ),
-        return_exceptions=True,
-    )
-    running = [s for s in started if isinstance(s, HubProcess)]
-    try:
-        for outcome in started:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        yield running
-    finally:
-        if redis.running:
-            redis.resume()  # a node must not stop against a paused Redis
-        await asyncio.gather(*(asyncio.to_thread(stop_process, n.proc) for n in running))
+) -> contextlib.AbstractAsyncContextManager[list[HubProcess]]:
+    """``count`` real ``fanout serve`` processes on one Redis, detecting faults fast."""
+    return redis_nodes(redis, tmp_path, count, args=NODE_ARGS)
 
 
 async def hub_counter(node: HubProcess, name: str) -> int:
-    async with httpx.AsyncClient(timeout=2) as http:
-        text = (await http.get(node.url + "/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(f"fanout_{name} "):
-            return int(line.split()[1])
-    return 0
+    return int((await metrics(node)).get(f"fanout_{name}", 0))
 
 
 async def redis_reply(redis: RedisServer, *args: str) -> Any:
