@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 import hiredis
 
-from fanout.brokers.redis.link import LinkError, encode_command
+from fanout.brokers.redis.link import LinkError, auth_command, encode_command, open_stream
 from fanout.brokers.redis.options import RedisTarget
 
 _READ_CHUNK = 256 * 1024
@@ -144,19 +143,12 @@ class CommandLink:
 
     async def _connect(self) -> _Connection:
         target = self._target
-        context = ssl.create_default_context() if target.tls else None
-        try:
-            reader, writer = await asyncio.open_connection(
-                target.host, target.port, ssl=context, limit=_READ_CHUNK
-            )
-        except OSError as exc:
-            raise LinkError(f"cannot connect to {target}: {exc}") from exc
-        conn = _Connection(reader, writer)
+        conn = _Connection(*await open_stream(target))
         conn.task = asyncio.get_running_loop().create_task(conn.read_replies())
         try:
-            if target.password is not None:
-                auth = [target.username] if target.username else []
-                reply = await self._send(conn, ("AUTH", *auth, target.password))
+            auth = auth_command(target)
+            if auth is not None:
+                reply = await self._send(conn, auth)
                 if isinstance(reply, hiredis.ReplyError):
                     raise CommandError(f"redis refused AUTH: {reply}")
             if target.db:

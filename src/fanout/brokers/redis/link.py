@@ -27,7 +27,32 @@ def encode_command(*args: str | bytes) -> bytes:
 
 
 class LinkError(ConnectionError):
-    """The pub/sub link failed: closed, timed out, or Redis answered with an error."""
+    """A connection to Redis failed: closed, timed out, or Redis answered with an error."""
+
+
+async def open_stream(target: RedisTarget) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP (or TLS, for rediss://) connection to ``target``; LinkError if refused."""
+    context = ssl.create_default_context() if target.tls else None
+    try:
+        return await asyncio.open_connection(
+            target.host, target.port, ssl=context, limit=_READ_CHUNK
+        )
+    except OSError as exc:
+        raise LinkError(f"cannot connect to {target}: {exc}") from exc
+
+
+def auth_command(target: RedisTarget) -> tuple[str, ...] | None:
+    """The AUTH command the URL asks for, if it has a password."""
+    if target.password is None:
+        return None
+    return (
+        ("AUTH", target.username, target.password)
+        if target.username
+        else (
+            "AUTH",
+            target.password,
+        )
+    )
 
 
 class PubSubLink:
@@ -38,18 +63,12 @@ class PubSubLink:
 
     @classmethod
     async def open(cls, target: RedisTarget, timeout_s: float) -> PubSubLink:
-        context = ssl.create_default_context() if target.tls else None
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    target.host, target.port, ssl=context, limit=_READ_CHUNK
-                )
-                link = cls(reader, writer)
-                if target.password is not None:
-                    auth = (
-                        [target.username, target.password] if target.username else [target.password]
-                    )
-                    link.send("AUTH", *auth)
+                link = cls(*await open_stream(target))
+                auth = auth_command(target)
+                if auth is not None:
+                    link.send(*auth)
                     reply = await link.read_one()
                     if isinstance(reply, hiredis.ReplyError):
                         link.close()
@@ -57,8 +76,6 @@ class PubSubLink:
                 return link
         except TimeoutError as exc:
             raise LinkError(f"no connection to {target} within {timeout_s} s") from exc
-        except OSError as exc:
-            raise LinkError(f"cannot connect to {target}: {exc}") from exc
 
     def send(self, *args: str | bytes) -> None:
         if self._writer.is_closing():
