@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,14 +13,15 @@ from fanout.core.hub import HubLimits
 from fanout.core.outbox import OutboxLimits
 
 if TYPE_CHECKING:
+    from fanout.auth.handshake import Gate
     from fanout.brokers.redis.options import RedisBrokerOptions
 
 MiB = 1024 * 1024
 ENV_PREFIX = "FANOUT_"
 
 
-def _opt(default: Any, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
+def _opt(default: Any, help_text: str, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"help": help_text})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +49,74 @@ class Settings:
     )
     max_rooms: int = _opt(10_000, "rooms the memory broker remembers (idle rooms forgotten first)")
     max_connections: int = _opt(10_000, "connections per process; more are closed with 1013")
+    max_connections_per_ip: int = _opt(
+        1000, "connections per client address; more are closed with 1013 (0: no limit)"
+    )
     max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
+    room_pattern: str = _opt(
+        "",
+        "regular expression every room name must also fully match, e.g. 'chat\\.[a-z0-9-]+'"
+        " (default: any name of 1-128 characters of A-Z a-z 0-9 _ . : @ -)",
+    )
+    rate_frames_per_s: float = _opt(
+        1000.0,
+        "frames one connection may send per second (1 s burst); over it a fanout.v1 client"
+        " gets error 'rate_limited', a plain client is closed 4029 (0: no limit)",
+    )
+    rate_bytes_per_s: float = _opt(
+        32.0 * MiB,
+        "bytes one connection may send per second, same policy (0: no limit); a single"
+        " message up to max_message_bytes always fits",
+    )
+    rate_limit_grace_s: float = _opt(
+        2.0, "a connection still over its rate this long after its first refusal is closed 4029"
+    )
+    handshake_timeout_s: float = _opt(
+        5.0, "a connection that has not sent its request headers within this time is dropped"
+    )
+    max_header_bytes: int = _opt(
+        64 * 1024, "largest request head (request line and headers); larger get HTTP 431"
+    )
+    idle_timeout_s: float = _opt(
+        300.0, "close (1000) a connection in no room that sent nothing this long (0: never)"
+    )
+    auth_secret: str = _opt(
+        "",
+        "HMAC secret (32+ bytes) verifying tokens; prefer FANOUT_AUTH_SECRET or"
+        " --auth-secret-file, since command lines are visible to other users",
+        secret=True,
+    )
+    auth_secret_file: str = _opt("", "file holding the HMAC secret")
+    auth_public_key_file: str = _opt(
+        "", "PEM public key (RSA, EC or Ed25519) verifying tokens signed by your login service"
+    )
+    auth_algorithms: str = _opt(
+        "",
+        "comma-separated JWT algorithms accepted (default: HS256 with a secret, inferred"
+        " from the public key's type otherwise)",
+    )
+    auth_audience: str = _opt("", "required 'aud' claim (default: not checked)")
+    auth_issuer: str = _opt("", "required 'iss' claim (default: not checked)")
+    auth_leeway_s: float = _opt(0.0, "clock skew allowed when checking 'exp'")
+    auth_cookie: str = _opt("fanout_token", "cookie the token may come in")
+    auth_query_param: str = _opt(
+        "token", "query parameter the token may come in (for browsers; redacted from logs)"
+    )
+    allow_anonymous: bool = _opt(
+        False,
+        "serve without auth on an address other than loopback (anyone who can reach the"
+        " port may subscribe and publish anywhere)",
+    )
+    allowed_origins: str = _opt(
+        "",
+        "comma-separated origins (https://app.example.com) allowed besides the hub's own;"
+        " '*' allows any. Browsers' handshakes from other origins get HTTP 403",
+    )
+    forwarded_allow_ips: str = _opt(
+        "127.0.0.1",
+        "proxies trusted to name the client in X-Forwarded-For (per-address limits count"
+        " that client); '*' trusts everyone",
+    )
     publishes_in_flight: int = _opt(
         64,
         "publishes of one fanout.v1 connection handled at once (answered in order); 1 handles"
@@ -91,6 +160,14 @@ class Settings:
             )
         if self.publishes_in_flight < 1:
             raise ValueError("publishes_in_flight must be >= 1")
+        if min(self.rate_frames_per_s, self.rate_bytes_per_s, self.rate_limit_grace_s) < 0:
+            raise ValueError("rate limits must be >= 0 (0: no limit)")
+        if self.handshake_timeout_s <= 0 or self.idle_timeout_s < 0:
+            raise ValueError("handshake_timeout_s must be > 0 and idle_timeout_s >= 0")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be >= 1024")
+        self.gate()
+        self.check_exposure()
         if not 0 < self.port < 65536 and self.port != 0:
             raise ValueError("port must be 0-65535")
         self.hub_limits()
@@ -102,6 +179,8 @@ class Settings:
         return HubLimits(
             max_connections=self.max_connections,
             max_rooms_per_connection=self.max_rooms_per_connection,
+            max_connections_per_ip=self.max_connections_per_ip,
+            room_pattern=self.room_pattern,
             publish_timeout_s=self.publish_timeout_s,
             close_timeout_s=self.close_timeout_s,
             shutdown_flush_s=self.shutdown_flush_s,
@@ -139,6 +218,61 @@ class Settings:
             timeout_s=self.redis_timeout_s,
             health_interval_s=self.redis_health_interval_s,
             reconnect_max_s=self.redis_reconnect_max_s,
+        )
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_secret or self.auth_secret_file or self.auth_public_key_file)
+
+    def gate(self) -> Gate:
+        """The handshake checks; raises ValueError for auth settings that cannot work."""
+        from fanout.auth.handshake import Gate
+        from fanout.auth.origin import OriginPolicy
+        from fanout.auth.tokens import TokenVerifier
+
+        origins = OriginPolicy.parse(self.allowed_origins)
+        keys = [
+            k for k in ("secret", "secret_file", "public_key_file") if getattr(self, "auth_" + k)
+        ]
+        if len(keys) > 1:
+            raise ValueError("give one of auth_secret, auth_secret_file, auth_public_key_file")
+        algorithms = tuple(a.strip() for a in self.auth_algorithms.split(",") if a.strip())
+        options: dict[str, Any] = {
+            "audience": self.auth_audience or None,
+            "issuer": self.auth_issuer or None,
+            "leeway_s": self.auth_leeway_s,
+        }
+        verifier: TokenVerifier | None = None
+        if self.auth_secret:
+            verifier = TokenVerifier.for_secret(self.auth_secret, algorithms, **options)
+        elif self.auth_secret_file:
+            verifier = TokenVerifier.for_secret(
+                _read(self.auth_secret_file, "auth_secret_file").decode().strip(),
+                algorithms,
+                **options,
+            )
+        elif self.auth_public_key_file:
+            verifier = TokenVerifier.for_public_key(
+                _read(self.auth_public_key_file, "auth_public_key_file"), algorithms, **options
+            )
+        elif algorithms:
+            raise ValueError("auth_algorithms needs a key: auth_secret or auth_public_key_file")
+        return Gate(
+            origins=origins,
+            verifier=verifier,
+            cookie=self.auth_cookie,
+            query_param=self.auth_query_param,
+        )
+
+    def check_exposure(self) -> None:
+        """Refuse to serve anonymous clients beyond this machine unless told to."""
+        if self.auth_enabled or self.allow_anonymous or is_loopback(self.host):
+            return
+        raise ValueError(
+            f"refusing to serve on {self.host} without auth: anyone who can reach it could"
+            " subscribe and publish to every room. Configure tokens (FANOUT_AUTH_SECRET, or"
+            " --auth-public-key-file; see docs/security.md), bind to 127.0.0.1, or pass"
+            " --allow-anonymous if that is what you want."
         )
 
     def to_env(self) -> dict[str, str]:
@@ -181,3 +315,21 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         return kind(raw)
     except ValueError as exc:
         raise ValueError(f"{f.name}: expected {kind.__name__}, got {raw!r}") from exc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(path: str, name: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from exc

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
+from fanout.auth import redact
 from fanout.brokers.base import Broker
 from fanout.brokers.factory import broker_label, make_broker
 from fanout.core.hub import Hub
@@ -50,12 +51,8 @@ def create_app(
     app = FastAPI(title="fanout", lifespan=lifespan)
     app.state.hub = hub
     app.state.settings = settings
-    endpoint = Endpoint(
-        hub,
-        consumer,
-        max_message_bytes=settings.max_message_bytes,
-        publishes_in_flight=settings.publishes_in_flight,
-    )
+    redact.install(settings.auth_query_param)
+    endpoint = Endpoint(hub, consumer, settings)
     app.add_api_websocket_route("/ws", endpoint)
     app.add_api_websocket_route("/ws/{room}", endpoint)
 

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from fanout.asgi.direct import EXTENSION, DirectTransport
 from fanout.asgi.transports import AsgiTransport
+from fanout.auth.handshake import Denied, Gate
+from fanout.auth.ratelimit import RateLimiter, Verdict
+from fanout.core.access import Access
 from fanout.core.connection import Connection, ConnState, Mode
 from fanout.core.consumer import ConnectionInfo, Consumer
-from fanout.core.dispatch import dispatch
+from fanout.core.dispatch import dispatch, refuse
 from fanout.core.hub import Hub
 from fanout.core.pipeline import PublishPipeline
 from fanout.core.transport import Transport
-from fanout.protocol.codes import SUBPROTOCOL, CloseCode
+from fanout.core.watchdog import Watchdog
+from fanout.protocol.codes import SUBPROTOCOL, CloseCode, ErrorCode
 from fanout.protocol.errors import FrameError, ProtocolViolation
-from fanout.protocol.frames import check_room
+from fanout.settings import Settings
 
 log = logging.getLogger("fanout.asgi")
 
@@ -31,20 +37,25 @@ class Endpoint:
         self,
         hub: Hub,
         consumer: ConsumerFactory,
-        *,
-        max_message_bytes: int,
-        publishes_in_flight: int = 64,
+        settings: Settings,
+        gate: Gate | None = None,
     ) -> None:
         self.hub = hub
         self.consumer = consumer
-        self.max_message_bytes = max_message_bytes
-        self.publishes_in_flight = publishes_in_flight
+        self.settings = settings
+        self.gate = gate or settings.gate()
 
     async def __call__(self, websocket: WebSocket, room: str = "lobby") -> None:
         v1 = SUBPROTOCOL in websocket.scope.get("subprotocols", ())
+        try:
+            access = self._admit(websocket, room, v1)
+        except Denied as exc:
+            self.hub.counters[f"refused_{exc.kind}"] += 1
+            await _deny(websocket, exc)
+            return
         await websocket.accept(subprotocol=SUBPROTOCOL if v1 else None)
         try:
-            check_room(room)
+            self.hub.check_room(room)
         except FrameError as exc:
             await websocket.close(CloseCode.POLICY, exc.reason)
             return
@@ -69,12 +80,14 @@ class Endpoint:
             client=conn.client,
             query=dict(websocket.query_params),
             headers={k.lower(): v for k, v in websocket.headers.items()},
+            access=access,
         )
         consumer = self.consumer(self.hub, conn, info)
+        watchdog = Watchdog(consumer, idle_timeout_s=self.settings.idle_timeout_s)
         code: int | None = None
         try:
             await consumer.on_connect()
-            code = await self._receive_loop(websocket, consumer)
+            code = await self._receive_loop(websocket, consumer, watchdog)
         except ProtocolViolation as exc:
             conn.close(exc.close_code, exc.reason)
         except asyncio.CancelledError:
@@ -84,17 +97,38 @@ class Endpoint:
             log.exception("endpoint failed on %r", conn)
             conn.close(CloseCode.INTERNAL, "internal error")
         finally:
+            watchdog.cancel()
             conn.mark_closed(code)
             try:
                 await consumer.on_disconnect(conn.close_code)
             except Exception:
                 log.exception("on_disconnect failed on %r", conn)
 
-    async def _receive_loop(self, websocket: WebSocket, consumer: Consumer) -> int | None:
+    def _admit(self, websocket: WebSocket, room: str, v1: bool) -> Access:
+        """The connection's access, or Denied: checked before the socket is accepted."""
+        access = self.gate.admit(websocket.headers, websocket.query_params, websocket.cookies)
+        if not v1 and not access.may_subscribe(room):
+            raise Denied(f"your token does not grant room {room!r}", kind="room")
+        return access
+
+    async def _receive_loop(
+        self, websocket: WebSocket, consumer: Consumer, watchdog: Watchdog
+    ) -> int | None:
         receive = websocket.receive
-        limit = self.max_message_bytes
+        settings = self.settings
+        limit = settings.max_message_bytes
         conn = consumer.connection
-        pipeline = PublishPipeline(conn, self.publishes_in_flight) if conn.mode is Mode.V1 else None
+        pipeline = (
+            PublishPipeline(conn, settings.publishes_in_flight) if conn.mode is Mode.V1 else None
+        )
+        limiter: RateLimiter | None = None
+        if settings.rate_frames_per_s or settings.rate_bytes_per_s:
+            limiter = RateLimiter(
+                frames_per_s=settings.rate_frames_per_s,
+                bytes_per_s=settings.rate_bytes_per_s,
+                grace_s=settings.rate_limit_grace_s,
+                now=time.monotonic(),
+            )
         while conn.state is ConnState.OPEN:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -110,8 +144,50 @@ class Endpoint:
                 size = len(data or b"")
             if size > limit:
                 raise ProtocolViolation(CloseCode.TOO_BIG, f"message over {limit} bytes")
+            watchdog.touch()
+            if limiter is not None:
+                verdict = limiter.check(size, time.monotonic())
+                if verdict is not Verdict.ALLOW:
+                    await self._over_rate(consumer, text, data, pipeline, verdict)
+                    continue
             await dispatch(consumer, text, data, pipeline)
         return conn.close_code
+
+    async def _over_rate(
+        self,
+        consumer: Consumer,
+        text: str | None,
+        data: bytes | None,
+        pipeline: PublishPipeline | None,
+        verdict: Verdict,
+    ) -> None:
+        settings = self.settings
+        limits = (
+            f"{settings.rate_frames_per_s:g} frames/s and"
+            f" {settings.rate_bytes_per_s / 1_048_576:g} MiB/s per connection"
+        )
+        self.hub.counters["rate_limited"] += 1
+        if verdict is Verdict.CLOSE or consumer.mode is Mode.PLAIN:
+            self.hub.counters["rate_limit_closes"] += 1
+            raise ProtocolViolation(CloseCode.RATE_LIMITED, f"rate limit exceeded ({limits})")
+        await refuse(
+            consumer,
+            text,
+            data,
+            pipeline,
+            ErrorCode.RATE_LIMITED,
+            f"over {limits}: not handled; slow down and retry",
+        )
+
+
+async def _deny(websocket: WebSocket, denied: Denied) -> None:
+    """HTTP 403 with the reason, when the server can answer a handshake with a
+    response (uvicorn can); else the server's default refusal (also 403)."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = JSONResponse({"error": denied.reason}, status_code=denied.status)
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(CloseCode.POLICY, denied.reason)
 
 
 _background: set[asyncio.Task[None]] = set()

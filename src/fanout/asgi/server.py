@@ -14,6 +14,7 @@ from uvicorn.supervisors import Multiprocess
 
 from fanout.asgi.app import create_app
 from fanout.asgi.direct import FanoutWebSocketProtocol
+from fanout.asgi.http import FanoutConfig, FanoutHttpProtocol
 from fanout.settings import Settings
 
 # What each worker process imports and calls to build its app (uvicorn ``factory=True``).
@@ -36,13 +37,18 @@ def uvicorn_config(
     ``APP_FACTORY``, since an app object cannot be handed to another process."""
     if workers > 1 and app is not None:
         raise ValueError("with workers > 1 each worker builds its app: pass no app")
-    return uvicorn.Config(
+    return FanoutConfig(
         APP_FACTORY if workers > 1 else app or create_app(settings),
         factory=workers > 1,
         workers=workers,
         host=settings.host,
         port=settings.port,
+        http=FanoutHttpProtocol,
         ws=FanoutWebSocketProtocol,
+        handshake_timeout_s=settings.handshake_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,
         ws_ping_interval=settings.ping_interval_s or None,

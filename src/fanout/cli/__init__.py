@@ -1,4 +1,4 @@
-"""The ``fanout`` command: ``serve``, ``bench``, ``report``, ``baseline``.
+"""The ``fanout`` command: ``serve``, ``bench``, ``report``, ``baseline``, ``token``.
 
 Each subcommand lives in its own module, which adds its parser and handles its
 arguments; the lab's modules are imported only when a lab command runs, so the hub
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fanout.cli import baseline, bench, report, serve
+from fanout.cli import baseline, bench, report, serve, token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(commands)
     report.add_parser(commands)
     baseline.add_parser(commands)
+    token.add_parser(commands)
     return parser
 
 

@@ -15,21 +15,25 @@ Handlers:
   ``room`` is the connection's room (``/ws`` -> ``lobby``, ``/ws/{room}``).
 - ``on_subscribe(room)`` / ``on_publish(room, data)``: ``fanout.v1`` requests; call
   ``deny()`` to refuse; ``on_publish`` returns the data to publish (it may rewrite it).
+  They run after the token's room grants allowed the request; ``self.user`` and
+  ``self.access.claims`` say who asks.
 - ``on_disconnect(code)``: the socket is gone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
 from fanout.brokers.base import Published
+from fanout.core.access import ANONYMOUS, Access
 from fanout.core.connection import Connection, Mode
 from fanout.core.hub import Hub
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.envelope import OutFrame, Payload
 from fanout.protocol.errors import FrameError, ProtocolViolation
-from fanout.protocol.frames import Since, check_room
+from fanout.protocol.frames import Since
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class ConnectionInfo:
     client: str = ""
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    access: Access = ANONYMOUS
 
 
 class Consumer:
@@ -51,10 +56,24 @@ class Consumer:
         self.hub = hub
         self.connection = connection
         self.info = info
+        self.access = info.access
+        # Called after ``set_access`` (the endpoint re-arms the token's expiry with it).
+        self.access_changed: Callable[[], None] | None = None
 
     @property
     def mode(self) -> Mode:
         return self.connection.mode
+
+    @property
+    def user(self) -> str | None:
+        """The token's ``sub`` (None without auth)."""
+        return self.access.subject
+
+    def set_access(self, access: Access) -> None:
+        """What this connection may do from now on (after a token refresh)."""
+        self.access = access
+        if self.access_changed is not None:
+            self.access_changed()
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -78,14 +97,14 @@ class Consumer:
 
     async def join(self, room: str, since: Since | None = None) -> None:
         """Subscribe this connection to ``room`` (``fanout.v1`` clients get ``subscribed``)."""
-        await self.hub.subscribe(self.connection, check_room(room), since)
+        await self.hub.subscribe(self.connection, self.hub.check_room(room), since)
 
     async def leave(self, room: str) -> None:
         await self.hub.unsubscribe(self.connection, room)
 
     async def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
         """Publish to every member of ``room``, on every node."""
-        return await self.hub.publish(check_room(room), data, msg_id=id)
+        return await self.hub.publish(self.hub.check_room(room), data, msg_id=id)
 
     def send(self, data: Payload) -> bool:
         """Send to this connection only, outside any room's history.

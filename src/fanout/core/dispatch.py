@@ -13,7 +13,14 @@ from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.envelope import OutFrame
 from fanout.protocol.errors import BrokerError, FrameError, ProtocolViolation
-from fanout.protocol.frames import Publish, Subscribe, Unsubscribe, decode_binary, decode_text
+from fanout.protocol.frames import (
+    Auth,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    decode_binary,
+    decode_text,
+)
 
 log = logging.getLogger("fanout.dispatch")
 
@@ -32,20 +39,19 @@ async def dispatch(
     conn = consumer.connection
     if conn.mode is Mode.PLAIN:
         payload = text if text is not None else (data or b"")
+        room = consumer.info.room
+        if not consumer.access.may_publish(room):
+            # A plain client has no error frame: it is told by the close code.
+            raise ProtocolViolation(CloseCode.POLICY, f"not allowed to publish to {room!r}")
         try:
-            await consumer.on_message(consumer.info.room, payload)
+            await consumer.on_message(room, payload)
         except BrokerError as exc:
-            # A plain client has no error frame; it is told by the close code.
             raise ProtocolViolation(CloseCode.INTERNAL, f"broker: {exc}") from exc
         return
     try:
         frame = decode_text(text) if text is not None else decode_binary(data or b"")
     except FrameError as exc:
-        error = server_frames.error(exc.code, exc.reason, exc.frame_id)
-        if pipeline is None:
-            conn.enqueue(error)
-        else:  # after the answers to the publishes before it
-            await pipeline.submit(_ready(error))
+        await _send_in_order(consumer, pipeline, exc)
         return
     if isinstance(frame, Publish):
         if pipeline is None:
@@ -57,9 +63,38 @@ async def dispatch(
         return
     if pipeline is not None:
         await pipeline.drain()
-    answer = await _answer(consumer, frame, _request(consumer, frame), None)
+    frame_id = frame.id if isinstance(frame, Auth) else None
+    answer = await _answer(consumer, frame, _request(consumer, frame), frame_id)
     if isinstance(answer, OutFrame):
         conn.enqueue(answer)
+
+
+async def refuse(
+    consumer: Consumer,
+    text: str | None,
+    data: bytes | None,
+    pipeline: PublishPipeline | None,
+    code: ErrorCode,
+    reason: str,
+) -> None:
+    """Answer a frame that will not be handled (over a rate limit) with an ``error``,
+    naming its ``id`` when it has one, in order with the answers before it."""
+    try:
+        frame = decode_text(text) if text is not None else decode_binary(data or b"")
+        frame_id = getattr(frame, "id", None)
+    except FrameError as exc:
+        frame_id = exc.frame_id
+    await _send_in_order(consumer, pipeline, FrameError(code, reason, frame_id=frame_id))
+
+
+async def _send_in_order(
+    consumer: Consumer, pipeline: PublishPipeline | None, exc: FrameError
+) -> None:
+    error = server_frames.error(exc.code, exc.reason, exc.frame_id)
+    if pipeline is None:
+        consumer.connection.enqueue(error)
+    else:  # after the answers to the publishes before it
+        await pipeline.submit(_ready(error))
 
 
 async def _ready(answer: Answer) -> Answer:
@@ -70,6 +105,10 @@ async def _publish(consumer: Consumer, frame: Publish) -> Answer:
     """Publish and return the ``ack`` (or ``error``) to send; ProtocolViolation raises."""
 
     async def publish() -> OutFrame | None:
+        if not consumer.access.may_publish(frame.room):
+            raise FrameError(
+                ErrorCode.FORBIDDEN, f"your token does not grant publish to {frame.room!r}"
+            )
         body = await consumer.on_publish(frame.room, frame.data)
         published = await consumer.publish(frame.room, body, id=frame.id)
         if frame.id is None:
@@ -79,13 +118,33 @@ async def _publish(consumer: Consumer, frame: Publish) -> Answer:
     return await _answer(consumer, frame, publish(), frame.id)
 
 
-async def _request(consumer: Consumer, frame: Subscribe | Unsubscribe) -> OutFrame | None:
+async def _request(consumer: Consumer, frame: Subscribe | Unsubscribe | Auth) -> OutFrame | None:
     if isinstance(frame, Subscribe):
+        if not consumer.access.may_subscribe(frame.room):
+            raise FrameError(
+                ErrorCode.FORBIDDEN, f"your token does not grant subscribe to {frame.room!r}"
+            )
         await consumer.on_subscribe(frame.room)
         await consumer.join(frame.room, frame.since)
+    elif isinstance(frame, Auth):
+        return _refresh(consumer, frame)
     else:
         await consumer.leave(frame.room)
     return None
+
+
+def _refresh(consumer: Consumer, frame: Auth) -> OutFrame:
+    """Take a new token: same subject, and it must still grant every room joined."""
+    new = consumer.access.refreshed(frame.token)
+    for room in consumer.connection.subscriptions:
+        if not new.may_subscribe(room):
+            raise FrameError(
+                ErrorCode.FORBIDDEN,
+                f"the new token does not grant {room!r}, which this connection is subscribed"
+                " to: unsubscribe first",
+            )
+    consumer.set_access(new)
+    return server_frames.authorized(frame.id, new.subject, new.expires_at)
 
 
 async def _answer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from fanout.protocol.errors import (
     ProtocolViolation,
     StateError,
 )
-from fanout.protocol.frames import Since
+from fanout.protocol.frames import Since, check_room
 
 log = logging.getLogger("fanout.hub")
 T = TypeVar("T")
@@ -42,6 +43,10 @@ T = TypeVar("T")
 class HubLimits:
     max_connections: int = 10_000
     max_rooms_per_connection: int = 100
+    # 0: no limit per address.
+    max_connections_per_ip: int = 0
+    # Rooms must also fully match this regular expression ("": any valid room name).
+    room_pattern: str = ""
     publish_timeout_s: float = 5.0
     close_timeout_s: float = 5.0
     shutdown_flush_s: float = 10.0
@@ -52,6 +57,12 @@ class HubLimits:
             raise ValueError("max_connections and max_rooms_per_connection must be >= 1")
         if min(self.publish_timeout_s, self.close_timeout_s, self.shutdown_flush_s) <= 0:
             raise ValueError("timeouts must be > 0")
+        if self.max_connections_per_ip < 0:
+            raise ValueError("max_connections_per_ip must be >= 0 (0: no limit)")
+        try:
+            re.compile(self.room_pattern)
+        except re.error as exc:
+            raise ValueError(f"room_pattern is not a regular expression: {exc}") from exc
 
 
 class _Room:
@@ -77,6 +88,10 @@ class Hub:
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._room_pattern = (
+            re.compile(self.limits.room_pattern) if self.limits.room_pattern else None
+        )
         self._flusher: FlushScheduler | None = None
         self._accepting = False
 
@@ -118,6 +133,13 @@ class Hub:
         if len(self.connections) >= self.limits.max_connections:
             self.counters["refused_full"] += 1
             raise ProtocolViolation(CloseCode.SERVER_FULL, "server full")
+        ip = _ip_of(client)
+        per_ip = self.limits.max_connections_per_ip
+        if per_ip and self._per_ip[ip] >= per_ip:
+            self.counters["refused_per_ip"] += 1
+            raise ProtocolViolation(
+                CloseCode.SERVER_FULL, f"too many connections from this address (limit {per_ip})"
+            )
         conn = Connection(
             transport,
             mode=mode,
@@ -128,18 +150,35 @@ class Hub:
             on_closed=self._on_closed,
         )
         self.connections.add(conn)
+        self._per_ip[ip] += 1
         self.counters["connections_total"] += 1
         conn.start()
         return conn
 
     def _on_closed(self, conn: Connection) -> None:
-        self.connections.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            ip = _ip_of(conn.client)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
         if conn.close_code == CloseCode.SLOW_CONSUMER:
             self.counters["slow_consumer_closes"] += 1
         for room in list(conn.subscriptions):
             self._leave_local(conn, room)
 
     # -- rooms -----------------------------------------------------------------------
+
+    def check_room(self, room: object) -> str:
+        """``room`` if it is a valid room name on this hub, else FrameError ``bad_room``."""
+        name = check_room(room)
+        pattern = self._room_pattern
+        if pattern is not None and pattern.fullmatch(name) is None:
+            raise FrameError(
+                ErrorCode.BAD_ROOM,
+                f"room {name!r} does not match this hub's room pattern {pattern.pattern!r}",
+            )
+        return name
 
     async def subscribe(self, conn: Connection, room: str, since: Since | None = None) -> None:
         """Join ``room``: ``subscribed``, then what was missed after ``since``, then live.
@@ -334,3 +373,8 @@ class Hub:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("background broker call failed: %r", task.exception())
+
+
+def _ip_of(client: str) -> str:
+    """The address part of ``host:port`` (IPv6 included)."""
+    return client.rsplit(":", 1)[0] if ":" in client else client

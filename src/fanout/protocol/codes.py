@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_ROOMS = "too_many_rooms"
     FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"

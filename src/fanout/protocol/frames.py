@@ -19,6 +19,8 @@ from fanout.protocol.errors import FrameError
 ROOM_PATTERN = re.compile(r"[A-Za-z0-9_.:@\-]{1,128}")
 MAX_ID_CHARS = 128
 MAX_EPOCH_CHARS = 128
+# A token is a header line, not a document: anything longer is refused unread.
+MAX_TOKEN_CHARS = 8192
 _NO_DATA = object()
 
 
@@ -46,7 +48,15 @@ class Publish:
     id: str | None = None
 
 
-ClientFrame = Subscribe | Unsubscribe | Publish
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """A fresh token for this connection (before the current one expires)."""
+
+    token: str
+    id: str | None = None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Auth
 
 
 def check_room(room: object, *, frame_id: str | None = None) -> str:
@@ -99,9 +109,18 @@ def _decode_object(obj: Any, payload: object) -> ClientFrame:
         return Subscribe(check_room(obj.get("room"), frame_id=frame_id), _since(obj, frame_id))
     if kind == "unsubscribe":
         return Unsubscribe(check_room(obj.get("room"), frame_id=frame_id))
+    if kind == "auth":
+        token = obj.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"auth needs 'token': a string of 1-{MAX_TOKEN_CHARS} characters",
+                frame_id=frame_id,
+            )
+        return Auth(token, frame_id)
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown type {kind[:40]!r}; expected subscribe, unsubscribe or publish",
+        f"unknown type {kind[:40]!r}; expected subscribe, unsubscribe, publish or auth",
         frame_id=frame_id,
     )
 

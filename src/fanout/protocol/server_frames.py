@@ -33,3 +33,11 @@ def error(code: ErrorCode, reason: str, frame_id: str | None = None) -> OutFrame
     if frame_id is not None:
         body["id"] = frame_id
     return OutFrame.json(body)
+
+
+def authorized(frame_id: str | None, subject: str | None, expires_at: float | None) -> OutFrame:
+    """The answer to an ``auth`` frame whose token was accepted."""
+    body: dict[str, object] = {"type": "authorized", "sub": subject, "exp": expires_at}
+    if frame_id is not None:
+        body["id"] = frame_id
+    return OutFrame.json(body)

@@ -1,0 +1,92 @@
+"""uvicorn's HTTP protocol with a deadline and a size cap on the request head.
+
+uvicorn (httptools) waits for request headers without a time limit and without a
+size limit: a client that trickles a handshake one byte at a time holds its socket
+for as long as it likes, and one that sends endless headers grows the server's memory.
+Here the head must arrive within ``handshake_timeout_s`` of the connection (or of the
+previous response, on a kept-alive connection) and within ``max_header_bytes``;
+otherwise the connection is dropped (431 for the size). After the head, WebSocket
+handshakes and requests go on as uvicorn has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_HEAD_TOO_BIG = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 28\r\n"
+    b"connection: close\r\n\r\n"
+    b"request head is over limit.\n"
+)
+
+
+class FanoutConfig(uvicorn.Config):
+    """uvicorn's config plus the two limits (a module-level class, so ``--workers``
+    can hand it to its processes)."""
+
+    def __init__(
+        self, *args: Any, handshake_timeout_s: float, max_header_bytes: int, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.handshake_timeout_s = handshake_timeout_s
+        self.max_header_bytes = max_header_bytes
+
+
+class FanoutHttpProtocol(HttpToolsProtocol):
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._head_timeout_s: float = getattr(config, "handshake_timeout_s", 10.0)
+        self._max_head: int = getattr(config, "max_header_bytes", 64 * 1024)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        # Bytes of the request head received so far; None once the head is complete.
+        self._head_bytes: int | None = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes is not None:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head:
+                self._disarm()
+                self.transport.write(_HEAD_TOO_BIG)
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._head_deadline is None:  # a new request on a kept-alive connection
+            self._head_bytes = 0
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._head_bytes = None
+        super().on_headers_complete()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_deadline = self.loop.call_later(self._head_timeout_s, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            # abort(): nothing worth flushing, and the socket is freed at once.
+            self.transport.abort()

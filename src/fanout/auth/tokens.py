@@ -1,0 +1,192 @@
+"""Signed tokens (JWT): verification with pinned algorithms, and minting for development.
+
+Keys: an HMAC secret (``HS256`` by default), or a PEM public key (RSA, EC or Ed25519)
+whose algorithm is inferred from the key unless given. The algorithms accepted are
+fixed here, never taken from the token's header, so a token cannot pick ``none`` or
+present an HMAC signature made with the public key. ``exp`` is required.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+from fanout.auth.grants import GrantError, RoomGrants
+from fanout.core.access import Access
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.errors import FrameError
+from fanout.protocol.frames import MAX_TOKEN_CHARS
+
+MIN_SECRET_BYTES = 32
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+_KEY_ALGORITHMS: dict[str, frozenset[str]] = {
+    "rsa": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
+    "ec": frozenset({"ES256", "ES384", "ES512"}),
+    "okp": frozenset({"EdDSA"}),
+}
+_EC_DEFAULT = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+class TokenError(ValueError):
+    """A token that does not verify; the message says why, without echoing the token."""
+
+
+class KeyConfigError(ValueError):
+    """Auth settings that cannot work (short secret, algorithm not for this key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVerifier:
+    key: Any = field(repr=False)
+    algorithms: tuple[str, ...]
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_s: float = 0.0
+
+    @classmethod
+    def for_secret(cls, secret: str, algorithms: tuple[str, ...] = (), **kw: Any) -> TokenVerifier:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise KeyConfigError(
+                f"the auth secret must be at least {MIN_SECRET_BYTES} bytes (HS256 is only as"
+                " strong as its key); make one with: python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))'"
+            )
+        algorithms = algorithms or ("HS256",)
+        wrong = set(algorithms) - HMAC_ALGORITHMS
+        if wrong:
+            raise KeyConfigError(
+                f"an HMAC secret verifies {sorted(HMAC_ALGORITHMS)}, not {sorted(wrong)}"
+            )
+        return cls(secret.encode(), algorithms, **kw)
+
+    @classmethod
+    def for_public_key(
+        cls, pem: bytes, algorithms: tuple[str, ...] = (), **kw: Any
+    ) -> TokenVerifier:
+        try:
+            key = serialization.load_pem_public_key(pem)
+        except ValueError as exc:
+            raise KeyConfigError(f"not a PEM public key: {exc}") from exc
+        family, default = _family(key)
+        algorithms = algorithms or (default,)
+        wrong = set(algorithms) - _KEY_ALGORITHMS[family]
+        if wrong:
+            raise KeyConfigError(
+                f"a {family.upper()} key verifies {sorted(_KEY_ALGORITHMS[family])},"
+                f" not {sorted(wrong)}"
+            )
+        return cls(key, algorithms, **kw)
+
+    def verify(self, token: str) -> TokenAccess:
+        """The access ``token`` grants; TokenError with the reason when it does not verify."""
+        if not token:
+            raise TokenError("no token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise TokenError(f"token longer than {MAX_TOKEN_CHARS} characters")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.key,
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token expired") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise TokenError(f"token algorithm not allowed (allowed: {self.algorithms})") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise TokenError("token signature does not verify") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenError(f"token has no '{exc.claim}' claim") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise TokenError("token audience is not this hub's") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise TokenError("token issuer is not the expected one") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(f"malformed token: {exc}") from exc
+        subject = claims.get("sub")
+        if subject is not None and not isinstance(subject, str):
+            raise TokenError("token 'sub' must be a string")
+        try:
+            grants = RoomGrants.from_claims(claims)
+        except GrantError as exc:
+            raise TokenError(f"token grants: {exc}") from exc
+        return TokenAccess(self, subject, float(claims["exp"]), grants, claims)
+
+
+def _family(key: Any) -> tuple[str, str]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa", "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        default = _EC_DEFAULT.get(key.curve.name)
+        if default is None:
+            raise KeyConfigError(f"EC curve {key.curve.name} is not supported for JWT")
+        return "ec", default
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return "okp", "EdDSA"
+    raise KeyConfigError(f"unsupported public key type {type(key).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAccess:
+    """``Access`` from a verified token."""
+
+    verifier: TokenVerifier = field(repr=False)
+    subject: str | None
+    expires_at: float | None
+    grants: RoomGrants
+    claims: Mapping[str, Any] = field(repr=False)
+
+    def may_subscribe(self, room: str) -> bool:
+        return self.grants.may_subscribe(room)
+
+    def may_publish(self, room: str) -> bool:
+        return self.grants.may_publish(room)
+
+    def refreshed(self, token: str) -> Access:
+        try:
+            new = self.verifier.verify(token)
+        except TokenError as exc:
+            raise FrameError(ErrorCode.UNAUTHORIZED, str(exc)) from exc
+        if new.subject != self.subject:
+            raise FrameError(
+                ErrorCode.FORBIDDEN, "a refreshed token must be for the same 'sub' as the first"
+            )
+        return new
+
+
+def mint_token(
+    key: Any,
+    *,
+    algorithm: str = "HS256",
+    subject: str | None,
+    grants: RoomGrants,
+    ttl_s: float,
+    audience: str | None = None,
+    issuer: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A signed token (for development and tests; production tokens come from your
+    login service, in the same shape)."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + max(1, round(ttl_s)),
+        "fanout": grants.to_claim(),
+    }
+    if subject is not None:
+        claims["sub"] = subject
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(claims, key, algorithm=algorithm)
