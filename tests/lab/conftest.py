@@ -38,9 +38,24 @@ def baseline_config(*flags: str, **changes: Any) -> BenchConfig:
     return started(argv, flags, **changes)
 
 
-def fanout_config(*flags: str, **changes: Any) -> BenchConfig:
-    """A run against ``fanout serve``."""
+# The lab's own tests drive fanout past its per-connection rate and per-address limits on
+# purpose (one sender as fast as the window allows, 2,000 receivers from 127.0.0.1); the
+# limits themselves are tested in tests/asgi and shown by the lab in test_diagnosis_live.
+NO_CLIENT_LIMITS = (
+    "--rate-frames-per-s",
+    "0",
+    "--rate-bytes-per-s",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
+
+
+def fanout_config(*flags: str, limits: bool = False, **changes: Any) -> BenchConfig:
+    """A run against ``fanout serve`` (without its per-client limits unless ``limits``)."""
     argv = [sys.executable, "-m", "fanout.cli", "serve", "--log-level", "warning"]
+    if not limits:
+        argv.extend(NO_CLIENT_LIMITS)
     return started(argv, flags, **changes)
 
 
