@@ -80,3 +80,16 @@ def test_a_full_server_is_named_connection_limited() -> None:
     assert limited["evidence"]
     # fanout accepts, then closes what it cannot serve with 1013 (try again later).
     assert doc["totals"]["close_codes"]["1013"] == 5
+
+
+def test_a_sender_over_fanouts_default_rate_limit_is_named_rate_limited() -> None:
+    # One fanout.v1 sender as fast as 64 in flight allow, against fanout's defaults
+    # (1,000 frames/s per connection): refused with rate_limited, then closed 4029.
+    doc = run(
+        fanout_config(limits=True, mode="v1", receivers=2, rate=None, window=64, duration_s=4.0)
+    )
+    limited = verdict(doc, "rate_limited")
+    evidence = limited["evidence"]
+    assert evidence["rate_limited_errors"] > 0
+    assert evidence["close_4029"] == 1
+    assert "rate-limited" in limited["summary"]
