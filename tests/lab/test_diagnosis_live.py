@@ -17,7 +17,13 @@ def verdict(doc: dict[str, Any], cause: str) -> dict[str, Any]:
 
 
 # A load that fills a stalled reader's socket buffers within a second.
-STALL = {"receivers": 10, "slow": 1, "slow_after_s": 0.5, "size": 32 * 1024, "rate": 200.0}
+STALL: dict[str, Any] = {
+    "receivers": 10,
+    "slow": 1,
+    "slow_after_s": 0.5,
+    "size": 32 * 1024,
+    "rate": 200.0,
+}
 
 
 def test_a_stalled_reader_under_the_articles_loop_is_named_head_of_line_blocking() -> None:

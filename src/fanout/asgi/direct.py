@@ -10,6 +10,7 @@ would have to be encoded per connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,22 @@ class DirectTransport:
         p.close_timer = p.loop.call_later(timeout_s, p.transport.abort)
 
 
+class _QuietClientErrors(logging.Filter):
+    """uvicorn logs a full traceback at ERROR for every text frame that is not UTF-8: a
+    client's mistake (answered with 1007), which any client could repeat to fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Invalid UTF-8 sequence received from client.":
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "Invalid UTF-8 in a text frame from a client: closed with 1007."
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietClientErrors())
+
+
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as ``ws=`` to uvicorn to give fanout its direct transport."""
 
@@ -70,6 +87,8 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     # ``not writable.is_set()`` as a plain attribute: ready() reads it once per recipient
     # per flush, and a method call there costs more than the rest of the check.
     write_paused = False
+    # The answer to the latest ping, held while the peer is not reading.
+    _held_pong: bytes | None = None
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -78,6 +97,25 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         super().resume_writing()
+        pong, self._held_pong = self._held_pong, None
+        if pong and not (self.close_sent or self.disconnected):
+            self.transport.write(pong)
+
+    def handle_ping(self) -> None:
+        # uvicorn writes every pong at once, paused or not: a client that sends pings and
+        # never reads would grow the server's write buffer without bound. RFC 6455 lets
+        # an endpoint answer only the most recent ping, so keep just that one meanwhile.
+        if self.write_paused:
+            self._held_pong = b"".join(self.conn.data_to_send())
+            return
+        super().handle_ping()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A handshake refused with an HTTP response (403) is complete; uvicorn does
+            # not note it, and would log "returned without completing handshake".
+            self.handshake_complete = True
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

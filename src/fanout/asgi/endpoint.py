@@ -54,11 +54,12 @@ class Endpoint:
             await _deny(websocket, exc)
             return
         await websocket.accept(subprotocol=SUBPROTOCOL if v1 else None)
-        try:
-            self.hub.check_room(room)
-        except FrameError as exc:
-            await websocket.close(CloseCode.POLICY, exc.reason)
-            return
+        if not v1:  # a fanout.v1 client names its rooms in its frames, not in the path
+            try:
+                self.hub.check_room(room)
+            except FrameError as exc:
+                await websocket.close(CloseCode.POLICY, exc.reason)
+                return
         transport: Transport
         direct = websocket.scope.get("extensions", {}).get(EXTENSION)
         if isinstance(direct, DirectTransport):
