@@ -7,7 +7,17 @@ against each server in turn, in the same run:
   defaults, clients in plain mode (its only mode);
 - ``fanout-plain``: ``fanout serve``, clients in plain mode (``/ws``, as the article's);
 - ``fanout-v1``: ``fanout serve``, clients speak ``fanout.v1`` (``subscribe`` a room,
-  ``publish`` JSON frames; each delivery is a ``message`` frame with room/epoch/offset).
+  ``publish`` JSON frames; each delivery is a ``message`` frame with room/epoch/offset);
+- ``fanout-v1-auth`` (not run by default; ``bench/auth_cost.py`` runs it next to
+  ``fanout-v1``): the same with auth and limits on: tokens checked at the handshake
+  (every client sends ``Authorization: Bearer <token>`` granting the bench's room), room
+  grants checked on every subscribe and publish, the rate limiter on every frame, the
+  per-address connection limit on every connection.
+
+The ``fanout-*`` targets other than ``fanout-v1-auth`` run with the limits off
+(``--rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0``), anonymous:
+as ``fanout serve`` was before it had limits, and because the default of 1,000 frames
+per second per connection would refuse the publisher at 1,500 msg/s.
 
 Each server is a child process on a free 127.0.0.1 port. Subscribers are spread over
 several load-generator processes, each an event loop holding many raw WebSocket
@@ -37,15 +47,18 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
+import secrets
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -56,6 +69,9 @@ from typing import Any, Literal, cast
 
 import psutil
 
+from fanout.auth.grants import RoomGrants
+from fanout.auth.tokens import mint_token
+from fanout.settings import Settings
 from results_md import replace_section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -80,6 +96,8 @@ class Target:
     mode: Mode
     # Offer permessage-deflate, as browsers and the websockets client do.
     deflate: bool = False
+    # fanout only: tokens and limits on (see ``security_setup``); off otherwise.
+    auth: bool = False
 
 
 TARGETS = {
@@ -87,6 +105,7 @@ TARGETS = {
     "article-deflate": Target("article-deflate", "article", "plain", deflate=True),
     "fanout-plain": Target("fanout-plain", "fanout", "plain"),
     "fanout-v1": Target("fanout-v1", "fanout", "v1"),
+    "fanout-v1-auth": Target("fanout-v1-auth", "fanout", "v1", auth=True),
     "floor": Target("floor", "floor", "plain"),
     # fanout declines the offer: same as fanout-plain, there to show it.
     "fanout-plain-deflate": Target("fanout-plain-deflate", "fanout", "plain", deflate=True),
@@ -105,6 +124,8 @@ class ClientSpec:
     path: str
     cpus: tuple[int, ...] = ()
     deflate: bool = False
+    # Sent as ``Authorization: Bearer <token>`` when not empty.
+    token: str = ""
 
 
 # -- the raw WebSocket client -----------------------------------------------------------
@@ -175,6 +196,8 @@ class WsClient(asyncio.Protocol):
             lines.append("Sec-WebSocket-Protocol: fanout.v1")
         if self.spec.deflate:
             lines.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+        if self.spec.token:
+            lines.append(f"Authorization: Bearer {self.spec.token}")
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -379,19 +402,114 @@ def server_command(kind: ServerKind, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "fanout.lab.baseline:app", "--port", str(port)]
 
 
+@dataclass(frozen=True)
+class Security:
+    """How a fanout server is started and what its clients send, for one run."""
+
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    token: str = ""
+
+
+# Limits off: what the fanout-* targets measured before fanout had limits.
+LIMITS_OFF = (
+    "--rate-frames-per-s",
+    "0",
+    "--rate-bytes-per-s",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
+# A rate limit this much above the publisher's rate: the limiter runs on every frame and
+# its bucket (one second's worth) absorbs the publisher catching up after a late wake-up.
+RATE_HEADROOM = 1.25
+
+
+def security_setup(target: Target, subscribers: int, rate: float) -> Security:
+    """Anonymous with the limits off, or (``target.auth``) tokens and limits on.
+
+    On: a fresh HMAC secret for the server (in its environment, as FANOUT_AUTH_SECRET),
+    a token granting subscribe and publish to the bench's room for every client, and
+    the default limits, except where the bench itself would exceed them: the frame
+    rate limit is raised to ``RATE_HEADROOM`` times the publisher's rate, and the
+    per-address connection limit to the number of clients (all come from 127.0.0.1).
+    """
+    if target.server != "fanout":
+        return Security()
+    if not target.auth:
+        return Security(args=LIMITS_OFF)
+    defaults = Settings()
+    args: list[str] = []
+    if rate * RATE_HEADROOM > defaults.rate_frames_per_s:
+        args += ["--rate-frames-per-s", str(math.ceil(rate * RATE_HEADROOM))]
+    if subscribers + 1 > defaults.max_connections_per_ip:
+        args += ["--max-connections-per-ip", str(subscribers + 1)]
+    secret = secrets.token_urlsafe(32)
+    token = mint_token(secret.encode(), subject="bench", grants=RoomGrants.both([ROOM]), ttl_s=3600)
+    return Security(args=tuple(args), env=(("FANOUT_AUTH_SECRET", secret),), token=token)
+
+
+def server_counters(port: int) -> dict[str, int]:
+    """fanout's counters from ``/metrics`` (refusals, rate limiting); empty if unreadable."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    counters: dict[str, int] = {}
+    kinds: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            kinds[name] = kind
+        elif line and not line.startswith("#"):
+            name, _, value = line.partition(" ")
+            if kinds.get(name) == "counter":
+                counters[name.removeprefix("fanout_")] = int(float(value))
+    return counters
+
+
+def tokenless_status(port: int, mode: Mode) -> int:
+    """HTTP status of a WebSocket handshake without a token: 403 when auth is on."""
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        lines = [
+            "GET /ws HTTP/1.1",
+            f"Host: {HOST}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if mode == "v1":
+            lines.append("Sec-WebSocket-Protocol: fanout.v1")
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status = sock.recv(4096).split(b"\r\n", 1)[0].split()
+    return int(status[1]) if len(status) > 1 and status[1].isdigit() else 0
+
+
 @contextlib.contextmanager
 def running_server(
-    kind: ServerKind, port: int, log_path: Path, cpus: tuple[int, ...] = ()
+    kind: ServerKind,
+    port: int,
+    log_path: Path,
+    cpus: tuple[int, ...] = (),
+    security: Security | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     cmd = server_command(kind, port)
+    env: dict[str, str] | None = None
     if kind == "fanout":
         cmd += ["--log-level", "warning"]
+        security = security or Security()
+        cmd += security.args
+        # Only what ``security`` says decides auth: not a FANOUT_AUTH_* of the caller's shell.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_AUTH_")}
+        env.update(security.env)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         # The article's server prints per connection and per message: to /dev/null, so
         # its cost stays (a write per print) without filling a file.
         stdout = subprocess.DEVNULL if kind == "article" else log
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=log, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=log, cwd=ROOT, env=env)
         if cpus:
             os.sched_setaffinity(proc.pid, cpus)
         try:
@@ -480,6 +598,12 @@ class RunResult:
     compressed_connections: int
     other_cores: float
     flags: list[str] = field(default_factory=list)
+    # fanout only: the flags it was started with (limits) and its counters after the run.
+    auth: bool = False
+    server_args: list[str] = field(default_factory=list)
+    server_counters: dict[str, int] = field(default_factory=dict)
+    # With auth on: the HTTP status a handshake without a token got after the run (403).
+    tokenless_status: int | None = None
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -544,13 +668,22 @@ def run_one(
     # for the context switches.
     cores = os.cpu_count() or 1
     server_cpus, client_cpus = ((0,), tuple(range(1, cores))) if pin and cores > 1 else ((), ())
+    security = security_setup(target, subscribers, rate)
     specs = [
-        ClientSpec("subscribers", port, target.mode, n, path, client_cpus, target.deflate)
+        ClientSpec(
+            "subscribers", port, target.mode, n, path, client_cpus, target.deflate, security.token
+        )
         for n in per_proc
         if n
-    ] + [ClientSpec("publisher", port, target.mode, 1, path, client_cpus, target.deflate)]
+    ] + [
+        ClientSpec(
+            "publisher", port, target.mode, 1, path, client_cpus, target.deflate, security.token
+        )
+    ]
     log_path = log_dir / f"{target.name}-{subscribers}.log"
-    with running_server(target.server, port, log_path, server_cpus) as server:
+    counters: dict[str, int] = {}
+    probe: int | None = None
+    with running_server(target.server, port, log_path, server_cpus, security) as server:
         pipes: list[Pipe] = []
         children: list[mp.process.BaseProcess] = []
         finished = False
@@ -590,6 +723,11 @@ def run_one(
                 latencies.frombytes(raw)
             (user1, sys1), t1 = cpu_seconds(server.pid), time.monotonic()
             machine1 = psutil.cpu_times()
+            if target.server == "fanout":
+                counters = server_counters(port)
+            if target.auth:
+                # After the counters: this refusal is not one of the run's.
+                probe = tokenless_status(port, target.mode)
             finished = True
         finally:
             for process in children:
@@ -640,6 +778,10 @@ def run_one(
         client_cores=len(client_cpus) or cores,
         compressed_connections=compressed,
         other_cores=round(max(0.0, busy_cores(machine0, machine1, t1 - t0) - ours / (t1 - t0)), 2),
+        auth=target.auth,
+        server_args=list(security.args),
+        server_counters=counters,
+        tokenless_status=probe,
     )
     run.flags = flags_for(run)
     return run
@@ -670,6 +812,17 @@ def flags_for(r: RunResult) -> list[str]:
         flags.append(f"publisher had {r.publisher_backlog_bytes} bytes unsent at the end")
     if r.other_cores > OTHER_LOAD_FLAG:
         flags.append(f"other processes used {r.other_cores:.2f} cores meanwhile")
+    refused = {
+        name: n
+        for name, n in r.server_counters.items()
+        if n and (name.startswith("refused_") or name.startswith("rate_limit"))
+    }
+    if refused:
+        flags.append(f"the server refused: {refused}")
+    if r.auth and r.tokenless_status != 403:
+        flags.append(
+            f"auth was not on: a handshake without a token got {r.tokenless_status}, not 403"
+        )
     return flags
 
 
@@ -835,8 +988,11 @@ METHOD = [
     " **article** is the article's code, verbatim, as `fanout.lab.baseline:app` under"
     " `python -m uvicorn fanout.lab.baseline:app --port N` (uvicorn defaults: uvloop,"
     " httptools, websockets-sansio, per-message deflate accepted; its prints go to"
-    " /dev/null); **fanout** is `python -m fanout.cli serve --port N --log-level warning`"
-    " (in-memory broker, direct transport); **floor** is `bench/floor_server.py`, the"
+    " /dev/null); **fanout** is `python -m fanout.cli serve --port N --log-level warning"
+    " --rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0` (in-memory"
+    " broker, direct transport, anonymous, per-connection rate limits and the per-address"
+    " connection limit off, as before fanout had them; `bench/auth_cost.py` measures them"
+    " on); **floor** is `bench/floor_server.py`, the"
     " least a Python broadcast server can do: one `transport.write` of a pre-encoded frame"
     " per recipient, no framework, no checks.",
     "- Clients: plain mode connects to `/ws`; the publisher's frames are broadcast to"

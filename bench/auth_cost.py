@@ -1,0 +1,271 @@
+"""What auth and limits cost per delivery: ``fanout-v1`` with them on, next to off.
+
+The same load as ``fanout_vs_article.py`` (one publisher, 200-byte messages at a fixed
+rate, S ``fanout.v1`` subscribers of one room, spread over generator processes), against
+two ``fanout serve`` set-ups that take turns, run by run, in one run of this script:
+
+- **off**: anonymous (no key configured, clients send no token), per-connection rate
+  limits and the per-address connection limit off
+  (``--rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0``);
+- **on**: an HMAC secret (``FANOUT_AUTH_SECRET``), every client sends
+  ``Authorization: Bearer <token>`` granting subscribe and publish to the bench's room,
+  and the default limits, so that the grant checks run on every subscribe and publish
+  and the rate limiter on every frame. Where the bench itself would exceed a default
+  (the publisher above 1,000 frames/s, more than 1,000 clients from 127.0.0.1), that
+  limit is raised just above the bench's load (``security_setup``): the limiter runs,
+  and refuses nothing. The server's refusal counters (``/metrics``) are read after
+  every run and shown: they must be 0.
+
+Reported: server CPU per delivery for both (median of the runs, range), their ratio,
+and the difference per message (times S: the cost of the checks on one publish).
+Token verification happens once per connection, at the handshake, before the measured
+interval: it is not part of the per-delivery figure.
+
+Run: ``.venv/bin/python bench/auth_cost.py`` (about 8 minutes on 2 cores).
+Writes ``bench/out/auth_cost-<time>.json`` and the ``auth_cost`` section of
+``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fanout_vs_article import (
+    BENCH_DIR,
+    PAYLOAD_BYTES,
+    RATE_HEADROOM,
+    ROOT,
+    TARGETS,
+    RunResult,
+    machine_info,
+    median_run,
+    parse_rates,
+    run_one,
+)
+from results_md import replace_section
+
+OFF = TARGETS["fanout-v1"]
+ON = TARGETS["fanout-v1-auth"]
+
+
+def run_all(args: argparse.Namespace) -> list[RunResult]:
+    results: list[RunResult] = []
+    for subscribers, rate in parse_rates(args.rates):
+        for repeat in range(args.repeat):
+            # Alternate which goes first, so that neither always follows the other.
+            for target in (OFF, ON) if repeat % 2 == 0 else (ON, OFF):
+                label = "on" if target.auth else "off"
+                print(
+                    f"auth+limits {label}: {subscribers} subscribers, {rate:g} msg/s,"
+                    f" run {repeat + 1}/{args.repeat} ...",
+                    flush=True,
+                )
+                r = run_one(
+                    target,
+                    subscribers,
+                    rate,
+                    repeat=repeat,
+                    duration_s=args.duration,
+                    procs=args.procs,
+                    log_dir=args.out / "logs",
+                    pin=args.pin,
+                )
+                results.append(r)
+                print(
+                    f"  {r.us_per_delivery:.2f} us/delivery, {r.deliveries_per_s:,.0f}"
+                    f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.p50_ms:.2f} ms,"
+                    f" p99 {r.p99_ms:.2f} ms, lost {r.lost}, server args {r.server_args}"
+                    + "".join(f"\n  ! {f}" for f in r.flags),
+                    flush=True,
+                )
+    return results
+
+
+def refused(r: RunResult) -> int:
+    return sum(
+        n
+        for name, n in r.server_counters.items()
+        if name.startswith("refused_") or name.startswith("rate_limit")
+    )
+
+
+def _cell(runs: list[RunResult]) -> str:
+    med = median_run(runs)
+    costs = [r.us_per_delivery for r in runs]
+    spread = f" ({min(costs):.2f}-{max(costs):.2f})" if len(runs) > 1 else ""
+    return f"**{med.us_per_delivery:.2f}**{spread}"
+
+
+def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
+    """The table rows and one summary sentence per load."""
+    loads = list(dict.fromkeys((r.subscribers, r.rate) for r in results))
+    rows = [
+        "| subs | msg/s | CPU us/delivery, off | CPU us/delivery, on | on / off"
+        " | on - off per message (us) | p50 / p99 ms, off | p50 / p99 ms, on"
+        " | lost (off / on) | refused (on) | limits on |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    summary: list[str] = []
+    for subs, rate in loads:
+        off = [r for r in results if (r.subscribers, r.rate) == (subs, rate) and not r.auth]
+        on = [r for r in results if (r.subscribers, r.rate) == (subs, rate) and r.auth]
+        if not off or not on:
+            continue
+        m_off, m_on = median_run(off), median_run(on)
+        ratio = m_on.us_per_delivery / m_off.us_per_delivery
+        per_message = (m_on.us_per_delivery - m_off.us_per_delivery) * subs
+        limits = " ".join(m_on.server_args) or "defaults"
+        rows.append(
+            f"| {subs} | {rate:g} | {_cell(off)} | {_cell(on)} | {ratio:.3f}"
+            f" | {per_message:+.1f} | {m_off.p50_ms:.2f} / {m_off.p99_ms:.2f}"
+            f" | {m_on.p50_ms:.2f} / {m_on.p99_ms:.2f}"
+            f" | {sum(r.lost for r in off)} / {sum(r.lost for r in on)}"
+            f" | {sum(refused(r) for r in on)} | {limits} |"
+        )
+        summary.append(
+            f"- {subs} subscribers at {rate:g} msg/s: {m_off.us_per_delivery:.2f} us per"
+            f" delivery off, {m_on.us_per_delivery:.2f} us on ({ratio:.3f} of off,"
+            f" {per_message:+.1f} us per message)."
+        )
+    return rows, summary
+
+
+def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) -> None:
+    m = report["machine"]
+    dirty = " (with uncommitted changes)" if m["git_dirty"] else ""
+    pinned = " (server pinned to CPU 0, clients to the others)" if report["pinned"] else ""
+    rows, summary = table_lines(results)
+    flagged = [r for r in results if r.flags]
+    lines = [
+        "## The cost of auth and limits, per delivery",
+        "",
+        "Generated by `bench/auth_cost.py` (`.venv/bin/python bench/auth_cost.py --help`).",
+        "",
+        f"- Date: {report['date']}",
+        f"- Command: `{report['command']}`",
+        f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['platform']}",
+        f"- Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(m["packages"].items())),
+        f"- Commit: `{m['git_commit'][:12]}`{dirty}",
+        f"- Raw numbers: `{report['json']}`",
+        "",
+        f"`fanout serve`, 1 publisher, {PAYLOAD_BYTES}-byte messages at a fixed rate for"
+        f" {report['duration_s']:g} s per run, S `fanout.v1` subscribers of one room spread"
+        f" over {report['procs']} generator processes{pinned}; auth and limits off and on"
+        f" take turns, run by run. Each cell is the median of {report['repeat']} runs by CPU"
+        " per delivery (the range in brackets). 'on - off per message' is the difference"
+        " times S: what the checks cost on one publish. 'refused' sums the server's"
+        " `refused_*` and `rate_limit*` counters over the 'on' runs: 0 means the limiter"
+        " checked every frame and refused none.",
+        "",
+        *rows,
+        "",
+        "### Summary",
+        "",
+        *summary,
+        "",
+        "### Flags (every run)",
+        "",
+    ]
+    if not flagged:
+        lines.append(
+            "None: no generator over 90% busy, no loss, no refusal, every run kept its rate."
+        )
+    for r in flagged:
+        lines.append(
+            f"- {'on' if r.auth else 'off'}, {r.subscribers} subscribers at {r.rate:g} msg/s,"
+            f" run {r.repeat + 1}: " + "; ".join(r.flags)
+        )
+    lines += ["", *METHOD]
+    replace_section(path, "auth_cost", "\n".join(lines))
+
+
+METHOD = [
+    "### How it is measured",
+    "",
+    "- Load, clients, CPU and latency exactly as in the 'fanout vs the article's server'"
+    " section (`bench/fanout_vs_article.py`, whose `run_one` this script calls): server CPU"
+    " (user + system, /proc) from the first publish until every subscriber has the last"
+    " message, divided by the frames received.",
+    "- **off**: `python -m fanout.cli serve --port N --log-level warning"
+    " --rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0`, no key"
+    " configured (every connection anonymous), clients send no token.",
+    "- **on**: the same server with `FANOUT_AUTH_SECRET` (a fresh 32-byte secret, HS256)"
+    " and the default limits (1,000 frames/s and 32 MiB/s per connection, grace 2 s;"
+    " 1,000 connections per address); every client's handshake carries"
+    " `Authorization: Bearer <token>` (`fanout.auth.tokens.mint_token`, `sub` bench, 1 h,"
+    ' `fanout: {"subscribe": ["bench"], "publish": ["bench"]}`). Where the bench itself'
+    " exceeds a default, that limit is raised just above it ('limits on' column): the"
+    f" frame rate to {RATE_HEADROOM:g} times the publisher's rate, the per-address limit"
+    " to the number of clients (all connect from 127.0.0.1).",
+    "- What 'on' adds per publish: the token's publish grant (a compiled pattern) and"
+    " the rate limiter's two token buckets; per subscribe, the subscribe grant; per"
+    " connection, the token's verification and the per-address count, both at the"
+    " handshake, before the measured interval. Origin is checked in both (the clients"
+    " send none). The idle timeout and the connection's watchdog run in both.",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument(
+        "--rates",
+        default="100:1000,500:150,100:1500",
+        help="subscribers:messages per second, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="publishing seconds per run")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per set-up and load")
+    parser.add_argument(
+        "--procs", type=int, default=4, help="subscriber generator processes (default: 4)"
+    )
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=BENCH_DIR / "RESULTS.md",
+        help="Markdown file whose auth_cost section is rewritten ('-' for none)",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="server alone on CPU 0, clients on the other CPUs (default: on)",
+    )
+    args = parser.parse_args(argv)
+    stamp = dt.datetime.now(dt.UTC)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"auth_cost-{stamp:%Y%m%d-%H%M%S}.json"
+    results = run_all(args)
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv] if a)
+    rel_json = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
+    report: dict[str, Any] = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "command": command,
+        "json": str(rel_json),
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "procs": args.procs,
+        "pinned": args.pin,
+        "payload_bytes": PAYLOAD_BYTES,
+        "machine": machine_info(),
+        "runs": [asdict(r) for r in results],
+    }
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {json_path}")
+    rows, summary = table_lines(results)
+    print("\n".join([*rows, "", *summary]))
+    if str(args.results) != "-":
+        write_results(args.results, report, results)
+        print(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
