@@ -71,7 +71,7 @@ import psutil
 
 from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import mint_token
-from fanout.settings import Settings
+from fanout.settings import NO_CLIENT_LIMITS, Settings
 from results_md import replace_section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -411,15 +411,6 @@ class Security:
     token: str = ""
 
 
-# Limits off: what the fanout-* targets measured before fanout had limits.
-LIMITS_OFF = (
-    "--rate-frames-per-s",
-    "0",
-    "--rate-bytes-per-s",
-    "0",
-    "--max-connections-per-ip",
-    "0",
-)
 # A rate limit this much above the publisher's rate: the limiter runs on every frame and
 # its bucket (one second's worth) absorbs the publisher catching up after a late wake-up.
 RATE_HEADROOM = 1.25
@@ -437,7 +428,7 @@ def security_setup(target: Target, subscribers: int, rate: float) -> Security:
     if target.server != "fanout":
         return Security()
     if not target.auth:
-        return Security(args=LIMITS_OFF)
+        return Security(args=NO_CLIENT_LIMITS)  # what fanout-* measured before it had limits
     defaults = Settings()
     args: list[str] = []
     if rate * RATE_HEADROOM > defaults.rate_frames_per_s:

@@ -47,6 +47,7 @@ import psutil
 from fanout.lab.config import BenchConfig
 from fanout.lab.results import git_commit, machine, versions
 from fanout.lab.session import run_bench
+from fanout.settings import NO_CLIENT_LIMITS
 from results_md import replace_section
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -177,7 +178,8 @@ def fanout_node(name: str, broker: str, log: Path) -> Iterator[Started]:
     """``fanout serve`` on a free port, ready when ``/healthz`` answers 200; stopped after."""
     port = free_port()
     argv = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port)]
-    argv += ["--broker", broker, "--log-level", "warning"]
+    # 5,000 msg/s from one sender connection: over the default per-connection rate limit.
+    argv += ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 ENV_PREFIX = "FANOUT_"
+# ``fanout serve`` flags that lift the per-client limits: for benchmarks that measure the
+# hub itself with one client sending faster, or more clients from 127.0.0.1, than allowed.
+NO_CLIENT_LIMITS = (
+    "--rate-frames-per-s",
+    "0",
+    "--rate-bytes-per-s",
+    "0",
+    "--max-connections-per-ip",
+    "0",
+)
 
 
 def _opt(default: Any, help_text: str, *, secret: bool = False) -> Any:

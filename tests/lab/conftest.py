@@ -9,6 +9,7 @@ from typing import Any
 
 from fanout.lab.config import BenchConfig
 from fanout.lab.session import run_bench
+from fanout.settings import NO_CLIENT_LIMITS
 from tests.support.servers import free_port
 
 FAULTY = Path(__file__).parent / "servers" / "faulty.py"
@@ -41,14 +42,6 @@ def baseline_config(*flags: str, **changes: Any) -> BenchConfig:
 # The lab's own tests drive fanout past its per-connection rate and per-address limits on
 # purpose (one sender as fast as the window allows, 2,000 receivers from 127.0.0.1); the
 # limits themselves are tested in tests/asgi and shown by the lab in test_diagnosis_live.
-NO_CLIENT_LIMITS = (
-    "--rate-frames-per-s",
-    "0",
-    "--rate-bytes-per-s",
-    "0",
-    "--max-connections-per-ip",
-    "0",
-)
 
 
 def fanout_config(*flags: str, limits: bool = False, **changes: Any) -> BenchConfig:
