@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from fanout.auth.grants import GrantError, RoomGrants
-from fanout.auth.tokens import MIN_SECRET_BYTES, mint_token
+from fanout.auth.tokens import (
+    HMAC_ALGORITHMS,
+    KEY_ALGORITHMS,
+    MIN_RSA_BITS,
+    KeyConfigError,
+    check_secret,
+    mint_token,
+)
 
 
 class MintError(ValueError):
@@ -38,24 +46,45 @@ def mint_from_options(
         )
     except GrantError as exc:
         raise MintError(str(exc)) from exc
-    key, default = _signing_key(secret, secret_file, private_key_file)
+    key, family = _signing_key(secret, secret_file, private_key_file)
+    algorithm = algorithm or _default_algorithm(key)
+    allowed = HMAC_ALGORITHMS if family == "hmac" else KEY_ALGORITHMS[family]
+    if algorithm not in allowed:
+        what = "an HMAC secret" if family == "hmac" else f"this private key ({family.upper()})"
+        raise MintError(f"{what} signs with {', '.join(sorted(allowed))}, not {algorithm!r}")
+    if isinstance(key, bytes):
+        try:
+            check_secret(key.decode(errors="replace"), (algorithm,))
+        except KeyConfigError as exc:
+            raise MintError(str(exc)) from exc
     try:
         return mint_token(
             key,
-            algorithm=algorithm or default,
+            algorithm=algorithm,
             subject=subject,
             grants=grants,
             ttl_s=ttl_s,
             audience=audience,
             issuer=issuer,
         )
-    except (ValueError, TypeError, NotImplementedError) as exc:
-        raise MintError(f"cannot sign with {algorithm or default}: {exc}") from exc
+    except (ValueError, TypeError, NotImplementedError, jwt.PyJWTError) as exc:
+        raise MintError(f"cannot sign with {algorithm}: {exc}") from exc
+
+
+def _default_algorithm(key: Any) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {"secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name, "ES256")
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return "EdDSA"
+    return "HS256"
 
 
 def _signing_key(
     secret: str, secret_file: str | None, private_key_file: str | None
 ) -> tuple[Any, str]:
+    """The key, and its family: ``hmac``, ``rsa``, ``ec`` or ``okp``."""
     if private_key_file:
         pem = _read(private_key_file)
         try:
@@ -63,11 +92,16 @@ def _signing_key(
         except (ValueError, TypeError) as exc:
             raise MintError(f"{private_key_file}: not an unencrypted PEM private key") from exc
         if isinstance(key, rsa.RSAPrivateKey):
-            return key, "RS256"
+            if key.key_size < MIN_RSA_BITS:
+                raise MintError(
+                    f"{private_key_file}: the RSA key has {key.key_size} bits; at least"
+                    f" {MIN_RSA_BITS} are needed"
+                )
+            return key, "rsa"
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key, {"secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name, "ES256")
+            return key, "ec"
         if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-            return key, "EdDSA"
+            return key, "okp"
         raise MintError(f"{private_key_file}: unsupported key type {type(key).__name__}")
     if secret_file:
         secret = _read(secret_file).decode(errors="replace").strip()
@@ -76,9 +110,7 @@ def _signing_key(
             "no key: set FANOUT_AUTH_SECRET (the same secret `fanout serve` uses), or pass"
             " --secret-file or --private-key-file"
         )
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise MintError(f"the secret must be at least {MIN_SECRET_BYTES} bytes")
-    return secret.encode(), "HS256"
+    return secret.encode(), "hmac"
 
 
 def _read(path: str) -> bytes:

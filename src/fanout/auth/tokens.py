@@ -4,6 +4,10 @@ Keys: an HMAC secret (``HS256`` by default), or a PEM public key (RSA, EC or Ed2
 whose algorithm is inferred from the key unless given. The algorithms accepted are
 fixed here, never taken from the token's header, so a token cannot pick ``none`` or
 present an HMAC signature made with the public key. ``exp`` is required.
+
+Keys too weak for their algorithm are refused when the hub is configured, not warned
+about at each handshake: an HMAC secret needs at least the hash's size (32 bytes for
+HS256, 48 for HS384, 64 for HS512), an RSA key at least 2048 bits.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ from fanout.protocol.errors import FrameError
 from fanout.protocol.frames import MAX_TOKEN_CHARS
 
 MIN_SECRET_BYTES = 32
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-_KEY_ALGORITHMS: dict[str, frozenset[str]] = {
+MIN_RSA_BITS = 2048
+_MAX_EXP = 2**53  # exact as a float, and ~285 million years from now
+# RFC 7518 3.2: an HMAC key at least as long as the hash output.
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+HMAC_ALGORITHMS = frozenset(_HMAC_MIN_BYTES)
+KEY_ALGORITHMS: dict[str, frozenset[str]] = {
     "rsa": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
     "ec": frozenset({"ES256", "ES384", "ES512"}),
     "okp": frozenset({"EdDSA"}),
@@ -51,19 +59,14 @@ class TokenVerifier:
 
     @classmethod
     def for_secret(cls, secret: str, algorithms: tuple[str, ...] = (), **kw: Any) -> TokenVerifier:
-        if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise KeyConfigError(
-                f"the auth secret must be at least {MIN_SECRET_BYTES} bytes (HS256 is only as"
-                " strong as its key); make one with: python -c 'import secrets;"
-                " print(secrets.token_urlsafe(32))'"
-            )
         algorithms = algorithms or ("HS256",)
         wrong = set(algorithms) - HMAC_ALGORITHMS
         if wrong:
             raise KeyConfigError(
                 f"an HMAC secret verifies {sorted(HMAC_ALGORITHMS)}, not {sorted(wrong)}"
             )
-        return cls(secret.encode(), algorithms, **kw)
+        key = check_secret(secret, algorithms)
+        return cls(key, algorithms, **kw)
 
     @classmethod
     def for_public_key(
@@ -74,11 +77,15 @@ class TokenVerifier:
         except ValueError as exc:
             raise KeyConfigError(f"not a PEM public key: {exc}") from exc
         family, default = _family(key)
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise KeyConfigError(
+                f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are needed"
+            )
         algorithms = algorithms or (default,)
-        wrong = set(algorithms) - _KEY_ALGORITHMS[family]
+        wrong = set(algorithms) - KEY_ALGORITHMS[family]
         if wrong:
             raise KeyConfigError(
-                f"a {family.upper()} key verifies {sorted(_KEY_ALGORITHMS[family])},"
+                f"a {family.upper()} key verifies {sorted(KEY_ALGORITHMS[family])},"
                 f" not {sorted(wrong)}"
             )
         return cls(key, algorithms, **kw)
@@ -111,8 +118,18 @@ class TokenVerifier:
             raise TokenError("token audience is not this hub's") from exc
         except jwt.InvalidIssuerError as exc:
             raise TokenError("token issuer is not the expected one") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise TokenError("token not yet valid ('nbf' or 'iat' in the future)") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"malformed token: {exc}") from exc
+        except jwt.PyJWTError as exc:  # e.g. InvalidKeyError: never a crash at the handshake
+            raise TokenError(f"token refused: {exc}") from exc
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            # jwt.decode lets int("1767225600") through; a NumericDate is a JSON number.
+            raise TokenError("token 'exp' must be a number (seconds since the epoch)")
+        if not exp < _MAX_EXP:  # float(10**400) would raise
+            raise TokenError("token 'exp' is out of range")
         subject = claims.get("sub")
         if subject is not None and not isinstance(subject, str):
             raise TokenError("token 'sub' must be a string")
@@ -120,7 +137,30 @@ class TokenVerifier:
             grants = RoomGrants.from_claims(claims)
         except GrantError as exc:
             raise TokenError(f"token grants: {exc}") from exc
-        return TokenAccess(self, subject, float(claims["exp"]), grants, claims)
+        # Valid until exp plus the leeway, as jwt.decode judged it: the watchdog closes
+        # the connection at expires_at, which must not be before the token was accepted.
+        expires_at = float(exp) + self.leeway_s
+        return TokenAccess(self, subject, expires_at, grants, claims)
+
+
+def check_secret(secret: str, algorithms: tuple[str, ...]) -> bytes:
+    """``secret`` as the key for ``algorithms``; KeyConfigError if it is too short for
+    one of them, or is not a secret at all (a PEM key given as the secret)."""
+    key = secret.encode()
+    need = max([MIN_SECRET_BYTES, *(_HMAC_MIN_BYTES.get(a, 0) for a in algorithms)])
+    if len(key) < need:
+        strongest = max(algorithms, key=lambda a: _HMAC_MIN_BYTES.get(a, 0))
+        raise KeyConfigError(
+            f"the auth secret must be at least {need} bytes for {strongest} (an HMAC is only"
+            " as strong as its key); make one with: python -c 'import secrets;"
+            f" print(secrets.token_urlsafe({need}))'"
+        )
+    for algorithm in algorithms:
+        try:
+            jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+        except jwt.PyJWTError as exc:
+            raise KeyConfigError(f"the auth secret cannot be used with {algorithm}: {exc}") from exc
+    return key
 
 
 def _family(key: Any) -> tuple[str, str]:

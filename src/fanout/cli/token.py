@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Any
@@ -68,7 +69,7 @@ def _seconds(raw: str) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {raw!r}")
     return value
 

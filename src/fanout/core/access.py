@@ -9,6 +9,7 @@ own ``on_subscribe`` / ``on_publish`` hooks run after, and may still ``deny()``)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from fanout.protocol.codes import ErrorCode
@@ -40,7 +41,7 @@ class _Anonymous:
     """No auth configured: every room, no expiry."""
 
     subject: str | None = None
-    claims: Mapping[str, Any] = {}
+    claims: Mapping[str, Any] = MappingProxyType({})
     expires_at: float | None = None
 
     def may_subscribe(self, room: str) -> bool:

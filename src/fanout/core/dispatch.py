@@ -144,7 +144,9 @@ def _refresh(consumer: Consumer, frame: Auth) -> OutFrame:
                 " to: unsubscribe first",
             )
     consumer.set_access(new)
-    return server_frames.authorized(frame.id, new.subject, new.expires_at)
+    # The token's own exp (expires_at may add the configured clock-skew leeway).
+    exp = new.claims.get("exp", new.expires_at)
+    return server_frames.authorized(frame.id, new.subject, exp)
 
 
 async def _answer(
@@ -164,7 +166,8 @@ async def _answer(
         raise
     except Exception as exc:
         # An application handler failed: this client is told, nobody else is affected.
-        log.exception("handler failed on %r (%r)", consumer.connection, frame)
+        shown = f"Auth(id={frame.id!r}, token=[redacted])" if isinstance(frame, Auth) else frame
+        log.exception("handler failed on %r (%s)", consumer.connection, shown)
         return server_frames.error(
             ErrorCode.INTERNAL, f"handler error: {type(exc).__name__}", frame_id
         )
