@@ -105,7 +105,9 @@ class Settings:
         "comma-separated JWT algorithms accepted (default: HS256 with a secret, inferred"
         " from the public key's type otherwise)",
     )
-    auth_audience: str = _opt("", "required 'aud' claim (default: not checked)")
+    auth_audience: str = _opt(
+        "", "required 'aud' claim (default: not checked; a token that has an 'aud' is refused)"
+    )
     auth_issuer: str = _opt("", "required 'iss' claim (default: not checked)")
     auth_leeway_s: float = _opt(0.0, "clock skew allowed when checking 'exp'")
     auth_cookie: str = _opt("fanout_token", "cookie the token may come in")
@@ -272,6 +274,7 @@ class Settings:
             verifier=verifier,
             cookie=self.auth_cookie,
             query_param=self.auth_query_param,
+            loopback_host_only=verifier is None and not self.allow_anonymous,
         )
 
     def check_exposure(self) -> None:

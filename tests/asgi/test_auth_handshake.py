@@ -392,3 +392,43 @@ async def test_a_refused_handshake_leaves_the_server_serving_others() -> None:
             await plain.send("still here")
             assert await plain.recv() == "still here"
         assert server.hub.counters["refused_token"] == 20
+
+
+def _port(server: RunningHub) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+async def _status_for_host(server: RunningHub, host: str) -> int:
+    """The HTTP status of a handshake naming ``host`` in Host and Origin, as a page on a
+    domain that re-resolved to 127.0.0.1 would (DNS rebinding)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+    try:
+        writer.write(
+            (
+                "GET /ws HTTP/1.1\r\n"
+                f"Host: {host}\r\nOrigin: http://{host}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_an_anonymous_hub_on_loopback_refuses_a_rebound_domain_name_with_403() -> None:
+    async with running_hub(Settings()) as server:
+        assert await _status_for_host(server, f"rebind.example:{_port(server)}") == 403
+        assert await _status_for_host(server, f"localhost:{_port(server)}") == 101
+        assert await _status_for_host(server, f"127.0.0.1:{_port(server)}") == 101
+
+
+async def test_a_hub_with_auth_or_allow_anonymous_answers_to_any_host_name() -> None:
+    async with running_hub(Settings(allow_anonymous=True)) as server:
+        assert await _status_for_host(server, f"rebind.example:{_port(server)}") == 101
+    async with running_hub(Settings(auth_secret=SECRET)) as server:
+        # Past the Host check: refused for want of a token, not for the name.
+        assert await _status_for_host(server, f"rebind.example:{_port(server)}") == 403
+        assert server.hub.counters["refused_token"] == 1
+        assert server.hub.counters["refused_origin"] == 0

@@ -7,6 +7,7 @@ HTTP 403 and the reason, and never accepts the socket.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -15,6 +16,20 @@ from fanout.auth.tokens import TokenError, TokenVerifier
 from fanout.core.access import ANONYMOUS, Access
 
 BEARER = "bearer "
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header (``name[:port]``) names this machine."""
+    if host is None:
+        return True  # HTTP/1.0 without Host: not a browser
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class Denied(Exception):
@@ -34,6 +49,9 @@ class Gate:
     verifier: TokenVerifier | None = None
     cookie: str = "fanout_token"
     query_param: str = "token"
+    # An anonymous hub on loopback: the Host must name this machine too. Otherwise a
+    # page whose domain re-resolves to 127.0.0.1 (DNS rebinding) would be same-origin.
+    loopback_host_only: bool = False
 
     def admit(
         self,
@@ -42,7 +60,15 @@ class Gate:
         cookies: Mapping[str, str],
     ) -> Access:
         """``headers`` with lower-case names."""
-        refusal = self.origins.refusal(headers.get("origin"), headers.get("host"))
+        host = headers.get("host")
+        if self.loopback_host_only and not is_loopback_host(host):
+            raise Denied(
+                f"Host {str(host)[:100]!r} is not this machine: an anonymous hub on loopback"
+                " answers only to localhost and loopback addresses (configure auth, or"
+                " --allow-anonymous, to serve other names)",
+                kind="origin",
+            )
+        refusal = self.origins.refusal(headers.get("origin"), host)
         if refusal is not None:
             raise Denied(refusal, kind="origin")
         if self.verifier is None:

@@ -7,7 +7,7 @@ act on; nothing here raises anything else for any input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -52,7 +52,7 @@ class Publish:
 class Auth:
     """A fresh token for this connection (before the current one expires)."""
 
-    token: str
+    token: str = field(repr=False)  # never in a log line
     id: str | None = None
 
 
