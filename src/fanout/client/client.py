@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from fanout.client import wire
+from fanout.client.auth import AuthRequest, TokenKeeper
 from fanout.client.backoff import Backoff, Reconnects
 from fanout.client.buffer import EndOfEvents, EventBuffer
 from fanout.client.connect import (
@@ -103,6 +104,8 @@ class Client:
     ``max_attempts``: consecutive failed connection attempts before giving up (None:
     never). ``max_queued_events``: events held for ``events()`` before the client stops
     reading the socket (the hub then applies its slow-consumer rule).
+    ``token``: sent as ``Authorization: Bearer <token>`` with every handshake; replace
+    it on the live connection with ``refresh_token`` before it expires.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Client:
         max_queued_events: int = 1000,
         ping_interval_s: float | None = 20.0,
         headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         check_url(url)
         if publish_timeout_s <= 0 or open_timeout_s <= 0:
@@ -135,6 +139,7 @@ class Client:
         self.max_message_bytes = max_message_bytes
         self.ping_interval_s = ping_interval_s
         self.headers = dict(headers) if headers else None
+        self._auth = TokenKeeper(token, headers)
         self._state = ClientState.IDLE
         self._failure: ClientError | None = None
         self._events = EventBuffer(max_queued_events)
@@ -282,6 +287,20 @@ class Client:
                 pending.future.cancel()
             raise
 
+    # -- auth ---------------------------------------------------------------------------
+
+    async def refresh_token(self, token: str) -> None:
+        """Give the connection a new token (same subject) before the current one expires.
+
+        Returns once the hub took it; from then on every reconnect sends it. Raises
+        Rejected (code ``unauthorized``: it does not verify; ``forbidden``: another
+        subject, or it no longer grants a room this client is in) and keeps the old one.
+        Sent again after a ``rate_limited`` answer; if the connection drops first, the
+        next handshake carries it (and a hub refusing it there stops the client: Refused).
+        """
+        self._check_usable()
+        await self._auth.refresh(token, self._send_auth, self.backoff)
+
     # -- events -----------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Event]:
@@ -316,7 +335,7 @@ class Client:
                         open_timeout_s=self.open_timeout_s,
                         ping_interval_s=self.ping_interval_s,
                         max_size=self.max_message_bytes + _FRAME_SLACK,
-                        headers=self.headers,
+                        headers=self._auth.handshake_headers(),
                     )
                 except Refused as exc:
                     await self._events.put(ConnectFailed(reconnects.failed + 1, str(exc), None))
@@ -363,6 +382,9 @@ class Client:
         reason = ""
         try:
             await self._events.put(Connected(self.url, link.number))
+            # Refreshes not answered yet first: the rooms may need the new grants.
+            for request in self._auth.not_sent_on(link.number):
+                await self._send_auth(request)
             for room in self._subs.rooms():
                 # Checked again for each room: an earlier send may have yielded to an
                 # application task that unsubscribed or subscribed meanwhile.
@@ -406,6 +428,9 @@ class Client:
         elif isinstance(frame, Ack):
             self._publishes.resolve(frame)
             return
+        elif isinstance(frame, wire.Authorized):
+            self._auth.authorized(frame)
+            return
         elif isinstance(frame, wire.ErrorReply):
             events = self._on_error(frame)
         else:
@@ -414,6 +439,8 @@ class Client:
             await self._events.put(event)
 
     def _on_error(self, frame: wire.ErrorReply) -> list[Event]:
+        if self._auth.refused(frame):
+            return []
         if frame.id is not None:
             pending = self._publishes.get(frame.id)
             if pending is None:
@@ -443,6 +470,12 @@ class Client:
     async def _send_subscribe(self, link: Link, room: str) -> bool:
         since = self._subs.sending(room, link.number)
         return await link.send(wire.encode_subscribe(room, since), text=True)
+
+    async def _send_auth(self, request: AuthRequest) -> None:
+        link = self._link
+        if link is not None:  # else the next handshake carries the token
+            request.sent_on = link.number
+            await link.send(wire.encode_auth(request.token, request.id), text=True)
 
     async def _send_publish(self, link: Link, pending: PendingPublish) -> bool:
         pending.sent_on = link.number
@@ -514,6 +547,7 @@ class Client:
         self._failure = error
         self._publishes.fail_all(error)
         self._subs.fail_waiters(error)
+        self._auth.fail_all(error)
         for task in list(self._tasks):
             task.cancel()
         self._events.end(None if isinstance(error, ClientClosed) else error)

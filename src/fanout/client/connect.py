@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -28,6 +29,11 @@ RETRYABLE_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
 
 # HTTP answers to the handshake that mean "come back later" rather than "go away".
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+# A refusal's body is read for its reason only when it is this small, and the reason
+# kept to this many characters: it ends up in exceptions and logs.
+_MAX_DENIAL_BODY = 16 * 1024
+_MAX_REASON = 300
 
 # Closing a connection we are done with should not hold up the caller for long.
 CLOSE_TIMEOUT_S = 2.0
@@ -67,12 +73,31 @@ async def open_connection(
     except InvalidStatus as exc:
         status = exc.response.status_code
         if 400 <= status < 500 and status not in _RETRYABLE_STATUS:
-            raise Refused(f"the hub answered the handshake with HTTP {status}") from exc
+            reason = denial_reason(exc.response.body) or "refused"
+            raise Refused(reason, status=status) from exc
         raise
     if ws.subprotocol != SUBPROTOCOL:
         await ws.close()
         raise Refused(f"the server at {url} does not speak {SUBPROTOCOL}")
     return ws
+
+
+def denial_reason(body: bytes | bytearray | None) -> str | None:
+    """The reason in a refused handshake's JSON body (``{"error": "token expired"}``),
+    shortened and made printable; None when the body has none."""
+    if not body or len(body) > _MAX_DENIAL_BODY:
+        return None
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    reason = obj.get("error", obj.get("detail"))
+    if not isinstance(reason, str) or not reason.strip():
+        return None
+    text = "".join(c if c.isprintable() else " " for c in reason.strip())
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
 def describe(exc: BaseException) -> str:

@@ -47,11 +47,22 @@ class Unreachable(ClientError):
 
 class Refused(ClientError):
     """The hub refused this client in a way retrying would not change (policy close
-    1008, an HTTP 4xx answer to the handshake, or no ``fanout.v1`` subprotocol)."""
+    1008, an HTTP 4xx answer to the handshake, or no ``fanout.v1`` subprotocol).
 
-    def __init__(self, reason: str, *, code: int | None = None) -> None:
-        super().__init__(reason if code is None else f"{code}: {reason}")
+    ``reason`` is the hub's own words when it gave any (``token expired``, ``Origin ...
+    is not allowed``); ``code`` the close code, ``status`` the HTTP status, if either.
+    """
+
+    def __init__(self, reason: str, *, code: int | None = None, status: int | None = None) -> None:
+        if code is not None:
+            message = f"the hub closed the connection with {code}: {reason}"
+        elif status is not None:
+            message = f"the hub answered the handshake with HTTP {status}: {reason}"
+        else:
+            message = reason
+        super().__init__(message)
         self.code = code
+        self.status = status
         self.reason = reason
 
 

@@ -22,7 +22,17 @@ class ErrorReply:
     id: str | None
 
 
-ServerFrame = Message | Gap | Subscribed | Ack | ErrorReply | Direct
+@dataclass(frozen=True, slots=True)
+class Authorized:
+    """The answer to an ``auth`` frame: the hub took the new token. ``sub`` is its
+    subject (None without one), ``exp`` its expiry (Unix time, None without one)."""
+
+    sub: str | None
+    exp: float | None
+    id: str | None
+
+
+ServerFrame = Message | Gap | Subscribed | Ack | ErrorReply | Authorized | Direct
 
 
 class MalformedFrame(ValueError):
@@ -38,6 +48,10 @@ def encode_subscribe(room: str, since: tuple[str, int] | None) -> bytes:
 
 def encode_unsubscribe(room: str) -> bytes:
     return orjson.dumps({"type": "unsubscribe", "room": room})
+
+
+def encode_auth(token: str, frame_id: str) -> bytes:
+    return orjson.dumps({"type": "auth", "token": token, "id": frame_id})
 
 
 def encode_publish(room: str, data: Data, msg_id: str) -> tuple[bytes, bool]:
@@ -89,6 +103,10 @@ def decode(raw: str | bytes) -> ServerFrame:
             str(obj.get("reason", "")),
             frame_id if isinstance(frame_id, str) else None,
         )
+    if kind == "authorized":
+        return Authorized(
+            _optional_str(obj, "sub"), _optional_number(obj, "exp"), _optional_str(obj, "id")
+        )
     return Direct(obj)
 
 
@@ -117,3 +135,19 @@ def _int(obj: dict[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise MalformedFrame(f"{obj.get('type')} frame without an integer {key!r}")
     return value
+
+
+def _optional_str(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedFrame(f"{obj.get('type')} frame with a non-string {key!r}")
+    return value
+
+
+def _optional_number(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise MalformedFrame(f"{obj.get('type')} frame with a non-numeric {key!r}")
+    return float(value)
