@@ -139,3 +139,82 @@ json_values = st.recursive(
 def test_no_json_object_raises_anything_but_a_frame_error(obj: dict[str, object]) -> None:
     with contextlib.suppress(FrameError):
         decode_text(json.dumps(obj))
+
+
+# -- fuzzing with the auth frame and well-formed binary envelopes ---------------------------
+
+FIELDS = ["type", "room", "data", "id", "since", "token", "epoch", "offset"]
+TYPES = ["publish", "subscribe", "unsubscribe", "auth", "authorized", "PUBLISH", ""]
+field_values = (
+    json_values
+    | st.sampled_from(TYPES)
+    | st.sampled_from(["r", "chat.1", "a" * 128, "a" * 129, "bad room", "x.y*"])
+    | st.sampled_from(["t" * 8192, "t" * 8193])
+    | st.fixed_dictionaries({"epoch": json_values, "offset": json_values})
+    | st.floats(allow_nan=False)
+    | st.integers()
+)
+frame_objects = st.dictionaries(st.sampled_from(FIELDS), field_values, max_size=6)
+
+
+def _decodes_or_frame_error(decode: object, raw: object) -> None:
+    """Either a frame, or a FrameError with a documented code and a reason."""
+    refusal: FrameError | None = None
+    try:
+        decode(raw)  # type: ignore[operator]
+    except FrameError as exc:
+        refusal = exc
+    if refusal is not None:
+        assert isinstance(refusal.code, ErrorCode)
+        assert refusal.reason
+        assert refusal.frame_id is None or isinstance(refusal.frame_id, str)
+
+
+@given(frame_objects)
+def test_no_frame_object_with_any_field_including_auth_raises_anything_but_a_frame_error(
+    obj: dict[str, object],
+) -> None:
+    text = json.dumps(obj)
+    _decodes_or_frame_error(decode_text, text)
+    _decodes_or_frame_error(decode_text, text.encode())
+
+
+@given(frame_objects, st.binary(max_size=64))
+def test_no_well_formed_binary_envelope_raises_anything_but_a_frame_error(
+    header: dict[str, object], payload: bytes
+) -> None:
+    _decodes_or_frame_error(decode_binary, _binary(header, payload))
+
+
+@given(st.binary(max_size=300))
+def test_no_bytes_given_as_text_raise_anything_but_a_frame_error(raw: bytes) -> None:
+    _decodes_or_frame_error(decode_text, raw)
+
+
+@given(st.integers(min_value=1, max_value=3000))
+def test_nesting_too_deep_for_the_parser_is_a_frame_error(depth: int) -> None:
+    data = "[" * depth + "]" * depth
+    _decodes_or_frame_error(decode_text, '{"type":"publish","room":"r","data":' + data + "}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ('{"type":"auth"}', ErrorCode.BAD_FRAME),
+        ('{"type":"auth","token":""}', ErrorCode.BAD_FRAME),
+        ('{"type":"auth","token":5}', ErrorCode.BAD_FRAME),
+        ('{"type":"auth","token":"' + "t" * 8193 + '"}', ErrorCode.BAD_FRAME),
+        ('{"type":"auth","token":"t","id":7}', ErrorCode.BAD_FRAME),
+        ('{"type":"authorized","token":"t"}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type":"publish","room":"r","data":1,"id":"x","extra":[1]}', None),
+        ('{"type":"publish","room":"r","data":' + "1" * 30 + "}", None),
+        ('{"type":"publish","room":"r","data":1e400}', ErrorCode.BAD_JSON),
+    ],
+)
+def test_auth_frames_and_odd_values_decode_or_get_their_error_code(
+    raw: str, code: ErrorCode | None
+) -> None:
+    if code is None:
+        decode_text(raw)
+    else:
+        assert _error(raw).code is code

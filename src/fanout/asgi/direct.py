@@ -10,6 +10,7 @@ would have to be encoded per connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,17 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from fanout.protocol.envelope import OutFrame
 
 EXTENSION = "fanout.direct"
+# A read can hold thousands of small frames (the loop reads up to 256 KiB at a time) and
+# websockets parses them in Python, about 8 us each: in one go, a flooding client's read
+# would hold the event loop for tens of milliseconds, and every other connection's
+# latency with it. Reads are parsed a slice at a time; once a slice gave the app
+# messages, the rest waits until the app has read them, and goes on at a later turn.
+PARSE_SLICE = 4 * 1024
+# Once our close frame is sent, reading goes on only to see the peer's close reply. A
+# peer with more than this in front of it (a flooder's socket buffers hold megabytes,
+# each frame of which would have to be parsed) is not read any more: the close timer
+# drops it.
+CLOSING_READ_LIMIT = 64 * 1024
 
 
 class DirectTransport:
@@ -100,6 +112,72 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         pong, self._held_pong = self._held_pong, None
         if pong and not (self.close_sent or self.disconnected):
             self.transport.write(pong)
+
+    # Received bytes not parsed yet (from _unparsed_at on); reading is paused meanwhile.
+    _unparsed = b""
+    _unparsed_at = 0
+    _parse_later: asyncio.Handle | None = None
+    _read_while_closing = 0
+    _deaf = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._deaf:
+            return
+        if not self._unparsed and len(data) <= PARSE_SLICE:
+            self._parse(data)
+            return
+        self._unparsed = self._unparsed[self._unparsed_at :] + data
+        self._unparsed_at = 0
+        if not self.read_paused and self._parse_later is None:
+            self._parse_unparsed()
+
+    def _parse(self, data: bytes) -> None:
+        if self.close_sent:
+            self._read_while_closing += len(data)
+            if self._read_while_closing > CLOSING_READ_LIMIT:
+                self._deaf = True
+                self._unparsed, self._unparsed_at = b"", 0
+                self.transport.pause_reading()
+                return
+        super().data_received(data)
+
+    def _parse_unparsed(self) -> None:
+        self._parse_later = None
+        while self._unparsed and not (self._deaf or self.transport.is_closing()):
+            at = self._unparsed_at
+            piece = self._unparsed[at : at + PARSE_SLICE]
+            if at + PARSE_SLICE >= len(self._unparsed):
+                self._unparsed, self._unparsed_at = b"", 0
+            else:
+                self._unparsed_at = at + PARSE_SLICE
+            self._parse(piece)
+            if self.read_paused:  # the app has messages to read first
+                break
+            if self.close_sent and self._unparsed:  # others get a turn between slices
+                self._parse_later = self.loop.call_soon(self._parse_unparsed)
+                break
+        if self._deaf or self.transport.is_closing():
+            self._unparsed, self._unparsed_at = b"", 0
+        elif self._unparsed:
+            self.transport.pause_reading()
+        elif not self.read_paused:
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await super().receive()
+        if self._deaf or (self._unparsed and not self.transport.is_closing()):
+            # uvicorn resumes reading once the app has read everything: not yet.
+            self.transport.pause_reading()
+            if self._unparsed and self.queue.empty() and self._parse_later is None:
+                self._parse_later = self.loop.call_soon(self._parse_unparsed)
+        return message
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._unparsed, self._unparsed_at = b"", 0
+        if self._parse_later is not None:
+            self._parse_later.cancel()
+            self._parse_later = None
+        super().connection_lost(exc)
 
     def handle_ping(self) -> None:
         # uvicorn writes every pong at once, paused or not: a client that sends pings and

@@ -30,6 +30,8 @@ from fanout.settings import Settings
 log = logging.getLogger("fanout.asgi")
 
 ConsumerFactory = Callable[[Hub, Connection, ConnectionInfo], Consumer]
+# Frames one connection handles before the event loop serves the others.
+FRAMES_PER_TURN = 32
 
 
 class Endpoint:
@@ -130,8 +132,15 @@ class Endpoint:
                 grace_s=settings.rate_limit_grace_s,
                 now=time.monotonic(),
             )
+        handled = 0
         while conn.state is ConnState.OPEN:
             message = await receive()
+            handled += 1
+            if handled % FRAMES_PER_TURN == 0:
+                # receive() does not wait while frames are queued, and neither may the
+                # handling (a plain publish to the memory broker never does): let the
+                # others in now and then, however fast this client sends.
+                await asyncio.sleep(0)
             if message["type"] == "websocket.disconnect":
                 code: int | None = message.get("code")
                 return code

@@ -35,8 +35,10 @@ class TokenBucket:
 
     def refill(self, cost: float, now: float) -> bool:
         """Refill for the time passed; whether ``cost`` may now be taken."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        elapsed = now - self.stamp
+        if elapsed > 0:  # a clock that went backwards gives nothing and takes nothing
+            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+            self.stamp = now
         return self.tokens >= min(cost, self.capacity)
 
 

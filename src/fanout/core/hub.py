@@ -176,7 +176,7 @@ class Hub:
         if pattern is not None and pattern.fullmatch(name) is None:
             raise FrameError(
                 ErrorCode.BAD_ROOM,
-                f"room {name!r} does not match this hub's room pattern {pattern.pattern!r}",
+                f"room {name!r} does not match this hub's room pattern '{pattern.pattern}'",
             )
         return name
 
