@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +38,12 @@ from fanout_vs_article import (
     BENCH_DIR,
     PAYLOAD_BYTES,
     RATE_HEADROOM,
-    ROOT,
     TARGETS,
     RunResult,
-    machine_info,
     median_run,
     parse_rates,
     run_one,
+    write_report,
 )
 from results_md import replace_section
 
@@ -243,22 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"auth_cost-{stamp:%Y%m%d-%H%M%S}.json"
     results = run_all(args)
-    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv] if a)
-    rel_json = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
-    report: dict[str, Any] = {
-        "date": stamp.isoformat(timespec="seconds"),
-        "command": command,
-        "json": str(rel_json),
-        "duration_s": args.duration,
-        "repeat": args.repeat,
-        "procs": args.procs,
-        "pinned": args.pin,
-        "payload_bytes": PAYLOAD_BYTES,
-        "machine": machine_info(),
-        "runs": [asdict(r) for r in results],
-    }
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    report = write_report(args, stamp, json_path, results)
     rows, summary = table_lines(results)
     print("\n".join([*rows, "", *summary]))
     if str(args.results) != "-":

@@ -1029,6 +1029,29 @@ def parse_rates(text: str) -> list[tuple[int, float]]:
     return rates
 
 
+def write_report(
+    args: argparse.Namespace, stamp: dt.datetime, json_path: Path, results: list[Any]
+) -> dict[str, Any]:
+    """Write the runs and how they were made to ``json_path``; return that document."""
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv] if a)
+    rel_json = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
+    report: dict[str, Any] = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "command": command,
+        "json": str(rel_json),
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+        "procs": args.procs,
+        "pinned": args.pin,
+        "payload_bytes": PAYLOAD_BYTES,
+        "machine": machine_info(),
+        "runs": [asdict(r) for r in results],
+    }
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {json_path}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument(
@@ -1100,22 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
                     + "".join(f"\n  ! {f}" for f in r.flags),
                     flush=True,
                 )
-    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv] if a)
-    rel_json = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
-    report: dict[str, Any] = {
-        "date": stamp.isoformat(timespec="seconds"),
-        "command": command,
-        "json": str(rel_json),
-        "duration_s": args.duration,
-        "repeat": args.repeat,
-        "procs": args.procs,
-        "pinned": args.pin,
-        "payload_bytes": PAYLOAD_BYTES,
-        "machine": machine_info(),
-        "runs": [asdict(r) for r in results],
-    }
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    report = write_report(args, stamp, json_path, results)
     if str(args.results) != "-":
         write_results(args.results, report, results)
         print(f"wrote {args.results}")
