@@ -76,11 +76,7 @@ class TokenVerifier:
             key = serialization.load_pem_public_key(pem)
         except ValueError as exc:
             raise KeyConfigError(f"not a PEM public key: {exc}") from exc
-        family, default = _family(key)
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
-            raise KeyConfigError(
-                f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are needed"
-            )
+        family, default = key_family(key)
         algorithms = algorithms or (default,)
         wrong = set(algorithms) - KEY_ALGORITHMS[family]
         if wrong:
@@ -163,8 +159,14 @@ def check_secret(secret: str, algorithms: tuple[str, ...]) -> bytes:
     return key
 
 
-def _family(key: Any) -> tuple[str, str]:
+def key_family(key: Any) -> tuple[str, str]:
+    """A public key's family (``rsa``, ``ec``, ``okp``) and the algorithm it uses by
+    default; KeyConfigError for a key JWT cannot use, or a weak one."""
     if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyConfigError(
+                f"the RSA key has {key.key_size} bits; at least {MIN_RSA_BITS} are needed"
+            )
         return "rsa", "RS256"
     if isinstance(key, ec.EllipticCurvePublicKey):
         default = _EC_DEFAULT.get(key.curve.name)
@@ -173,7 +175,7 @@ def _family(key: Any) -> tuple[str, str]:
         return "ec", default
     if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "okp", "EdDSA"
-    raise KeyConfigError(f"unsupported public key type {type(key).__name__}")
+    raise KeyConfigError(f"unsupported key type {type(key).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
