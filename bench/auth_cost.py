@@ -42,7 +42,7 @@ from fanout_vs_article import (
     RunResult,
     median_run,
     parse_rates,
-    run_one,
+    run_announced,
     write_report,
 )
 from results_md import replace_section
@@ -58,28 +58,8 @@ def run_all(args: argparse.Namespace) -> list[RunResult]:
             # Alternate which goes first, so that neither always follows the other.
             for target in (OFF, ON) if repeat % 2 == 0 else (ON, OFF):
                 label = "on" if target.auth else "off"
-                print(
-                    f"auth+limits {label}: {subscribers} subscribers, {rate:g} msg/s,"
-                    f" run {repeat + 1}/{args.repeat} ...",
-                    flush=True,
-                )
-                r = run_one(
-                    target,
-                    subscribers,
-                    rate,
-                    repeat=repeat,
-                    duration_s=args.duration,
-                    procs=args.procs,
-                    log_dir=args.out / "logs",
-                    pin=args.pin,
-                )
-                results.append(r)
-                print(
-                    f"  {r.us_per_delivery:.2f} us/delivery, {r.deliveries_per_s:,.0f}"
-                    f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.p50_ms:.2f} ms,"
-                    f" p99 {r.p99_ms:.2f} ms, lost {r.lost}, server args {r.server_args}"
-                    + "".join(f"\n  ! {f}" for f in r.flags),
-                    flush=True,
+                results.append(
+                    run_announced(f"auth+limits {label}", target, subscribers, rate, repeat, args)
                 )
     return results
 

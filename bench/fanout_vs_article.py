@@ -1029,6 +1029,43 @@ def parse_rates(text: str) -> list[tuple[int, float]]:
     return rates
 
 
+def run_announced(
+    label: str,
+    target: Target,
+    subscribers: int,
+    rate: float,
+    repeat: int,
+    args: argparse.Namespace,
+    attach: str = "",
+) -> RunResult:
+    """``run_one`` with a line before (what runs) and after (what it measured)."""
+    print(
+        f"{label}: {subscribers} subscribers, {rate:g} msg/s, run {repeat + 1}/{args.repeat} ...",
+        flush=True,
+    )
+    r = run_one(
+        target,
+        subscribers,
+        rate,
+        repeat=repeat,
+        duration_s=args.duration,
+        procs=args.procs,
+        log_dir=args.out / "logs",
+        attach=attach,
+        pin=args.pin,
+    )
+    print(
+        f"  {r.us_per_delivery:.2f} us/delivery, {r.deliveries_per_s:,.0f}"
+        f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.p50_ms:.2f} ms,"
+        f" p99 {r.p99_ms:.2f} ms, lost {r.lost}, dup {r.dups}, generators"
+        f" {sum(r.generator_busy):.2f} cores, other load {r.other_cores:.2f} cores"
+        + (f", server args {r.server_args}" if r.server_args else "")
+        + "".join(f"\n  ! {f}" for f in r.flags),
+        flush=True,
+    )
+    return r
+
+
 def write_report(
     args: argparse.Namespace, stamp: dt.datetime, json_path: Path, results: list[Any]
 ) -> dict[str, Any]:
@@ -1098,30 +1135,8 @@ def main(argv: list[str] | None = None) -> int:
     for subscribers, rate in parse_rates(args.rates):
         for repeat in range(args.repeat):
             for target in targets:
-                print(
-                    f"{target.name}: {subscribers} subscribers, {rate:g} msg/s,"
-                    f" run {repeat + 1}/{args.repeat} ...",
-                    flush=True,
-                )
-                r = run_one(
-                    target,
-                    subscribers,
-                    rate,
-                    repeat=repeat,
-                    duration_s=args.duration,
-                    procs=args.procs,
-                    log_dir=args.out / "logs",
-                    attach=args.attach,
-                    pin=args.pin,
-                )
-                results.append(r)
-                print(
-                    f"  {r.us_per_delivery:.2f} us/delivery, {r.deliveries_per_s:,.0f}"
-                    f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.p50_ms:.2f} ms,"
-                    f" p99 {r.p99_ms:.2f} ms, lost {r.lost}, dup {r.dups}, generators"
-                    f" {sum(r.generator_busy):.2f} cores, other load {r.other_cores:.2f} cores"
-                    + "".join(f"\n  ! {f}" for f in r.flags),
-                    flush=True,
+                results.append(
+                    run_announced(target.name, target, subscribers, rate, repeat, args, args.attach)
                 )
     report = write_report(args, stamp, json_path, results)
     if str(args.results) != "-":
