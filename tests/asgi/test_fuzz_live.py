@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import httpx
@@ -351,9 +351,15 @@ def _check_v1_answers(frame: str | bytes, answers: list[dict[str, Any]]) -> None
         assert answer["type"] == "error", (frame, answer)
 
 
-def _fuzz_v1(session: V1Session, examples: int) -> None:
+class Session(Protocol):
+    def send(self, frame: str | bytes) -> None: ...
+
+
+def _fuzz(session: Session, frames: st.SearchStrategy[list[str | bytes]], examples: int) -> None:
+    """Send ``examples`` hypothesis-drawn lists of frames over ``session``."""
+
     @settings(FUZZ, max_examples=examples)
-    @given(frames=v1_frames)
+    @given(frames=frames)
     def run(frames: list[str | bytes]) -> None:
         for frame in frames:
             session.send(frame)
@@ -396,16 +402,6 @@ class PlainSession:
             return
         assert echo == frame, (frame, echo)
         self.tally.saw("echo")
-
-
-def _fuzz_plain(session: PlainSession, examples: int) -> None:
-    @settings(FUZZ, max_examples=examples)
-    @given(frames=plain_frames)
-    def run(frames: list[str | bytes]) -> None:
-        for frame in frames:
-            session.send(frame)
-
-    run()
 
 
 # -- raw frames -----------------------------------------------------------------------------
@@ -541,7 +537,7 @@ def _wait_for_no_clients(hub: HubProcess) -> dict[str, float]:
 
 def test_every_fuzzed_v1_frame_gets_the_answer_the_decoder_promises(hub: HubProcess) -> None:
     with V1Session(hub) as session:
-        _fuzz_v1(session, 200)
+        _fuzz(session, v1_frames, 200)
     tally = session.tally
     print(f"\nv1 fuzz: {tally.frames} frames, answers {tally.answers}, closes {tally.closes}")
     # The fuzz reached past the decoder: real acks and subscriptions, and refusals.
@@ -554,7 +550,7 @@ def test_every_fuzzed_v1_frame_gets_the_answer_the_decoder_promises(hub: HubProc
 
 def test_every_fuzzed_plain_frame_is_echoed_to_its_room_as_sent(hub: HubProcess) -> None:
     with PlainSession(hub) as session:
-        _fuzz_plain(session, 100)
+        _fuzz(session, plain_frames, 100)
     print(f"\nplain fuzz: {session.tally.frames} frames, closes {session.tally.closes}")
     assert session.tally.answers.get("echo", 0) > 0
     _still_serves(hub)
@@ -613,9 +609,9 @@ def test_rounds_of_fuzzing_leave_no_memory_behind_and_the_gauges_at_zero(
 
     def one_round() -> None:
         with V1Session(hub) as v1:
-            _fuzz_v1(v1, 60)
+            _fuzz(v1, v1_frames, 60)
         with PlainSession(hub) as plain:
-            _fuzz_plain(plain, 30)
+            _fuzz(plain, plain_frames, 30)
         _fuzz_raw(hub, RawTally(), 60)
         _bulk(hub)
         _wait_for_no_clients(hub)
