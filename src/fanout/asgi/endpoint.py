@@ -172,10 +172,11 @@ class Endpoint:
         verdict: Verdict,
     ) -> None:
         settings = self.settings
-        limits = (
-            f"{settings.rate_frames_per_s:g} frames/s and"
-            f" {settings.rate_bytes_per_s / 1_048_576:g} MiB/s per connection"
-        )
+        rates = [
+            f"{settings.rate_frames_per_s:g} frames/s" if settings.rate_frames_per_s else "",
+            f"{settings.rate_bytes_per_s / 1_048_576:g} MiB/s" if settings.rate_bytes_per_s else "",
+        ]
+        limits = " and ".join(r for r in rates if r) + " per connection"
         self.hub.counters["rate_limited"] += 1
         if verdict is Verdict.CLOSE or consumer.mode is Mode.PLAIN:
             self.hub.counters["rate_limit_closes"] += 1
