@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.client.backoff import Backoff, Reconnects
+from fanout.backoff import Backoff
+from fanout.client.reconnects import Reconnects
 
 
 def test_backoff_doubles_from_the_initial_delay_until_the_cap() -> None:

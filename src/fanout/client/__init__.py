@@ -1,7 +1,7 @@
 """An asyncio client for the fanout hub: reconnects with backoff and jitter, resumes
 every room from its last offset, retries publishes by ``id`` until acked."""
 
-from fanout.client.backoff import Backoff
+from fanout.backoff import Backoff
 from fanout.client.client import Client, ClientState, ClientStats
 from fanout.client.errors import (
     ClientClosed,

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from fanout.backoff import Backoff
 from fanout.client import wire
-from fanout.client.backoff import Backoff
 from fanout.client.errors import RETRYABLE_CODES, Rejected
 
 # Printable ASCII without spaces: every JWT, and nothing that could break a header.

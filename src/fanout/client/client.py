@@ -22,9 +22,9 @@ from typing import Any, Self
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from fanout.backoff import Backoff
 from fanout.client import wire
 from fanout.client.auth import AuthRequest, TokenKeeper
-from fanout.client.backoff import Backoff, Reconnects
 from fanout.client.buffer import EndOfEvents, EventBuffer
 from fanout.client.connect import (
     RETRYABLE_CONNECT_ERRORS,
@@ -54,6 +54,7 @@ from fanout.client.events import (
     SubscribeFailed,
 )
 from fanout.client.publishes import PendingPublish, PendingPublishes
+from fanout.client.reconnects import Reconnects
 from fanout.client.subscriptions import Subscriptions
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.errors import FrameError

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from fanout.client.backoff import Backoff
+from fanout.backoff import Backoff
 from fanout.client.events import Subscribed
 from fanout.client.rooms import RoomTracker
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import hiredis
 
+from fanout.backoff import Backoff
 from fanout.brokers.base import BrokerListener, History, Published
 from fanout.brokers.redis import scripts
 from fanout.brokers.redis.commands import CommandError, CommandLink, Script
@@ -26,7 +27,6 @@ from fanout.brokers.redis.feeds import Feed, Sequencer
 from fanout.brokers.redis.layout import RoomKeys, encode_data, parse_entry, parse_envelope
 from fanout.brokers.redis.link import LinkError, PubSubLink
 from fanout.brokers.redis.options import RedisBrokerOptions
-from fanout.client.backoff import Backoff
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import BrokerError, BrokerTimeout, BrokerUnavailable, StateError
 

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from fanout.backoff import Backoff
 from fanout.brokers.base import BrokerListener, History
 from fanout.brokers.redis.commands import CommandError
-from fanout.client.backoff import Backoff
 from fanout.protocol.envelope import Message
 
 log = logging.getLogger("fanout.redis")
