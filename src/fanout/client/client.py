@@ -6,6 +6,9 @@ runner task owns the connection (open, read, reconnect); application tasks call
 leave the work to the runner's next connection. Timers (the publish answer watchdog,
 retry delays) are loop callbacks tied to a connection number, so a timer that fires
 after its connection is gone does nothing.
+
+Here: the public API and the connection loop. What goes out and the timers that send
+again are in ``sender``; what each received frame does is in ``receiver``.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from fanout.backoff import Backoff
 from fanout.client import wire
-from fanout.client.auth import AuthRequest, TokenKeeper
+from fanout.client.auth import TokenKeeper
 from fanout.client.buffer import EndOfEvents, EventBuffer
 from fanout.client.connect import (
     RETRYABLE_CONNECT_ERRORS,
@@ -33,14 +36,7 @@ from fanout.client.connect import (
     describe,
     open_connection,
 )
-from fanout.client.errors import (
-    RETRYABLE_CODES,
-    ClientClosed,
-    ClientError,
-    Refused,
-    Rejected,
-    Unreachable,
-)
+from fanout.client.errors import ClientClosed, ClientError, Refused, Rejected, Unreachable
 from fanout.client.events import (
     Ack,
     Connected,
@@ -48,13 +44,12 @@ from fanout.client.events import (
     Data,
     Disconnected,
     Event,
-    Gap,
-    Message,
     Subscribed,
-    SubscribeFailed,
 )
 from fanout.client.publishes import PendingPublish, PendingPublishes
+from fanout.client.receiver import Receiver
 from fanout.client.reconnects import Reconnects
+from fanout.client.sender import Sender
 from fanout.client.subscriptions import Subscriptions
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.errors import FrameError
@@ -147,10 +142,19 @@ class Client:
         self._subs = Subscriptions()
         self._rooms = self._subs.tracker
         self._publishes = PendingPublishes()
-        self._link: Link | None = None
+        self._sender = Sender(
+            subs=self._subs,
+            publishes=self._publishes,
+            auth=self._auth,
+            events=self._events,
+            backoff=self.backoff,
+            publish_timeout_s=publish_timeout_s,
+        )
+        self._receiver = Receiver(
+            subs=self._subs, publishes=self._publishes, auth=self._auth, sender=self._sender
+        )
         self._connections = 0
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -186,7 +190,7 @@ class Client:
         already queued, the connection is closed with 1000."""
         if self._state is ClientState.CLOSED:
             return
-        link = self._link
+        link = self._sender.link
         self._stop(self._failure or ClientClosed("client closed"), ClientState.CLOSED)
         runner, self._runner = self._runner, None
         if runner is not None:
@@ -222,9 +226,9 @@ class Client:
             return confirmed
         waiter = self._subs.waiter(room)
         try:
-            link = self._link
+            link = self._sender.link
             if link is not None and self._subs.needs_subscribe(room, link.number):
-                await self._send_subscribe(link, room)
+                await self._sender.subscribe(link, room)
             return await waiter
         finally:
             self._subs.drop_waiter(room, waiter)
@@ -234,7 +238,7 @@ class Client:
         self._check_usable()
         if room not in self._subs:
             return
-        link = self._link
+        link = self._sender.link
         was_sent = link is not None and self._subs.was_sent_on(room, link.number)
         self._subs.forget(room, ClientError(f"unsubscribed from {room!r} while subscribing"))
         if link is not None and was_sent:
@@ -273,9 +277,9 @@ class Client:
             future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
             pending = PendingPublish(msg_id, room, frame, is_text, future)
             self._publishes.add(pending)
-            link = self._link
+            link = self._sender.link
             if link is not None:
-                await self._send_publish(link, pending)
+                await self._sender.publish(link, pending)
         pending.waiters += 1
         try:
             # Shielded: one caller giving up must not cancel the answer for another
@@ -300,7 +304,7 @@ class Client:
         next handshake carries it (and a hub refusing it there stops the client: Refused).
         """
         self._check_usable()
-        await self._auth.refresh(token, self._send_auth, self.backoff)
+        await self._auth.refresh(token, self._sender.auth, self.backoff)
 
     # -- events -----------------------------------------------------------------------
 
@@ -359,7 +363,7 @@ class Client:
                     self._stop(Refused(reason or "policy violation", code=code), ClientState.FAILED)
                     return
                 if code == CloseCode.TOO_BIG:
-                    self._fail_too_big(number, reason)
+                    self._publishes.fail_too_big(number, reason)
                 retry_in = reconnects.disconnected(loop.time() - opened)
                 await self._events.put(Disconnected(code, reason, retry_in))
                 await self._wait(retry_in)
@@ -376,28 +380,17 @@ class Client:
     async def _session(self, ws: ClientConnection) -> tuple[int | None, str, int]:
         """Resume rooms and publishes on ``ws``, then read until it closes."""
         self._connections += 1
-        link = self._link = Link(ws, self._connections)
+        link = self._sender.link = Link(ws, self._connections)
         self._subs.new_connection()
         self._state = ClientState.CONNECTED
         code: int | None = None
         reason = ""
         try:
             await self._events.put(Connected(self.url, link.number))
-            # Refreshes not answered yet first: the rooms may need the new grants.
-            for request in self._auth.not_sent_on(link.number):
-                await self._send_auth(request)
-            for room in self._subs.rooms():
-                # Checked again for each room: an earlier send may have yielded to an
-                # application task that unsubscribed or subscribed meanwhile.
-                if self._subs.needs_subscribe(room, link.number) and not (
-                    await self._send_subscribe(link, room)
-                ):
-                    break
-            for pending in self._publishes.not_sent_on(link.number):
-                if not await self._send_publish(link, pending):
-                    break
+            await self._sender.resume(link)
             while True:
-                await self._handle(await ws.recv())
+                for event in self._receiver.received(await ws.recv()):
+                    await self._events.put(event)
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else _ABNORMAL_CLOSURE
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
@@ -405,134 +398,9 @@ class Client:
             link.drop("client error")  # do not leave the socket open behind a failure
             raise
         finally:
-            self._link = None
+            self._sender.link = None
             self._subs.new_connection()
         return code, link.drop_reason or reason, link.number
-
-    # -- received frames ----------------------------------------------------------------
-
-    async def _handle(self, raw: str | bytes) -> None:
-        try:
-            frame = wire.decode(raw)
-        except wire.MalformedFrame as exc:
-            # Dropped, not fatal: if it was a message, the next one reveals the hole.
-            log.warning("ignoring a malformed frame from the hub: %s", exc)
-            return
-        events: list[Event]
-        if isinstance(frame, Message):
-            events = self._rooms.message(frame)
-        elif isinstance(frame, Subscribed):
-            events = self._rooms.subscribed(frame)
-            self._subs.answered(frame)
-        elif isinstance(frame, Gap):
-            events = self._rooms.gap(frame)
-        elif isinstance(frame, Ack):
-            self._publishes.resolve(frame)
-            return
-        elif isinstance(frame, wire.Authorized):
-            self._auth.authorized(frame)
-            return
-        elif isinstance(frame, wire.ErrorReply):
-            events = self._on_error(frame)
-        else:
-            events = [frame]
-        for event in events:
-            await self._events.put(event)
-
-    def _on_error(self, frame: wire.ErrorReply) -> list[Event]:
-        if self._auth.refused(frame):
-            return []
-        if frame.id is not None:
-            pending = self._publishes.get(frame.id)
-            if pending is None:
-                return []  # a late answer to a publish already settled
-            if frame.code in RETRYABLE_CODES:
-                self._retry_publish_later(pending)
-            else:
-                error = Rejected(frame.code, frame.reason, room=pending.room, id=pending.id)
-                self._publishes.fail(pending, error)
-            return []
-        if frame.code == ErrorCode.NOT_SUBSCRIBED:
-            return []  # an unsubscribe that crossed a subscribe the hub had refused
-        room = self._subs.refused()
-        if room is None:
-            log.warning("error from the hub: %s: %s", frame.code, frame.reason)
-            return []
-        if room not in self._subs:
-            return []  # unsubscribed meanwhile
-        if frame.code in RETRYABLE_CODES:
-            self._subs.retry_later(room, self.backoff, self._resubscribe)
-            return []
-        self._subs.forget(room, Rejected(frame.code, frame.reason, room=room))
-        return [SubscribeFailed(room, frame.code, frame.reason)]
-
-    # -- sending, retries and timers ----------------------------------------------------
-
-    async def _send_subscribe(self, link: Link, room: str) -> bool:
-        since = self._subs.sending(room, link.number)
-        return await link.send(wire.encode_subscribe(room, since), text=True)
-
-    async def _send_auth(self, request: AuthRequest) -> None:
-        link = self._link
-        if link is not None:  # else the next handshake carries the token
-            request.sent_on = link.number
-            await link.send(wire.encode_auth(request.token, request.id), text=True)
-
-    async def _send_publish(self, link: Link, pending: PendingPublish) -> bool:
-        pending.sent_on = link.number
-        pending.cancel_timer()
-        pending.timer = asyncio.get_running_loop().call_later(
-            self.publish_timeout_s, self._publish_unanswered, pending, link
-        )
-        return await link.send(pending.frame, text=pending.is_text)
-
-    def _publish_unanswered(self, pending: PendingPublish, link: Link) -> None:
-        pending.timer = None
-        if self._link is not link or self._publishes.get(pending.id) is not pending:
-            return
-        if self._events.full:
-            # The reader is parked on a full event buffer, so the answer may be sitting
-            # unread in the socket: that is the application's pace, not a dead link.
-            pending.timer = asyncio.get_running_loop().call_later(
-                self.publish_timeout_s, self._publish_unanswered, pending, link
-            )
-            return
-        link.drop(f"no answer to publish {pending.id!r} within {self.publish_timeout_s} s")
-
-    def _retry_publish_later(self, pending: PendingPublish) -> None:
-        pending.errors += 1
-        pending.sent_on = 0  # a new connection sends it at once
-        pending.cancel_timer()
-        pending.timer = asyncio.get_running_loop().call_later(
-            self.backoff.delay(pending.errors - 1), self._resend_publish, pending
-        )
-
-    def _resend_publish(self, pending: PendingPublish) -> None:
-        pending.timer = None
-        link = self._link
-        if link is None or self._publishes.get(pending.id) is not pending:
-            return
-        if pending.sent_on != link.number:
-            self._spawn(self._send_publish(link, pending))
-
-    def _resubscribe(self, room: str) -> None:
-        link = self._link
-        if link is not None and self._subs.needs_subscribe(room, link.number):
-            self._spawn(self._send_subscribe(link, room))
-
-    def _fail_too_big(self, number: int, reason: str) -> None:
-        # The hub closed with 1009 and does not say which frame was too big; re-sending
-        # would close the next connection the same way, so fail what was in flight.
-        for pending in self._publishes.sent_on(number):
-            error = Rejected(
-                "too_big", reason or "message too big", room=pending.room, id=pending.id
-            )
-            self._publishes.fail(pending, error)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -549,8 +417,7 @@ class Client:
         self._publishes.fail_all(error)
         self._subs.fail_waiters(error)
         self._auth.fail_all(error)
-        for task in list(self._tasks):
-            task.cancel()
+        self._sender.cancel()
         self._events.end(None if isinstance(error, ClientClosed) else error)
 
 

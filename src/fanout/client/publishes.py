@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from fanout.client.errors import Rejected
 from fanout.client.events import Ack
 
 
@@ -73,5 +74,12 @@ class PendingPublishes:
     def not_sent_on(self, connection: int) -> list[PendingPublish]:
         return [p for p in self._by_id.values() if p.sent_on != connection]
 
-    def sent_on(self, connection: int) -> list[PendingPublish]:
-        return [p for p in self._by_id.values() if p.sent_on == connection]
+    def fail_too_big(self, connection: int, reason: str) -> None:
+        """``connection`` was closed with 1009: fail the publishes sent on it."""
+        # The hub does not say which frame was too big; re-sending would close the next
+        # connection the same way, so fail what was in flight.
+        for pending in [p for p in self._by_id.values() if p.sent_on == connection]:
+            error = Rejected(
+                "too_big", reason or "message too big", room=pending.room, id=pending.id
+            )
+            self.fail(pending, error)
