@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,22 +17,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
 from fanout.lab.baseline_server import BASELINE_APPS
+from fanout.lab.net import ProcessGone, wait_for_port
 from fanout.lab.payloads import PayloadMaker, parse_header
 from tests.support.servers import free_port, stop_process
 
 FAULTY = Path(__file__).parent / "servers" / "faulty.py"
 TIMEOUT = 10
-
-
-def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}:\n{log.read_text()}")
 
 
 @contextlib.contextmanager
@@ -47,7 +35,10 @@ def _baseline(binary: bool, log: Path) -> Iterator[str]:
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_for_port(proc, port, log)
+        try:
+            wait_for_port("127.0.0.1", port, 20, running=lambda: proc.poll() is None)
+        except (ProcessGone, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}:\n{log.read_text()}") from None
         yield f"ws://127.0.0.1:{port}/ws"
     finally:
         stop_process(proc)

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +20,9 @@ from fanout.asgi.app import create_app
 from fanout.asgi.endpoint import ConsumerFactory
 from fanout.asgi.server import uvicorn_config
 from fanout.core.hub import Hub
+from fanout.lab.net import ProcessGone, wait_until
+from fanout.lab.net import free_port as free_port  # tests import it from here
 from fanout.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -97,19 +90,21 @@ def start_hub_process(
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"fanout serve exited with {proc.returncode}:\n{log_path.read_text()}"
-            )
+            raise ProcessGone(f"fanout serve exited with {proc.returncode}")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return HubProcess(url, proc, log_path)
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"fanout serve did not become healthy:\n{log_path.read_text()}")
+            return False
+
+    try:
+        wait_until(healthy, 20, what="fanout serve answering /healthz")
+    except (ProcessGone, TimeoutError) as exc:
+        stop_process(proc)
+        raise RuntimeError(f"{exc}:\n{log_path.read_text()}") from None
+    return HubProcess(url, proc, log_path)
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> int:

@@ -13,9 +13,7 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +21,7 @@ from typing import Any, Self
 
 import psutil
 
+from fanout.lab.net import ProcessGone, wait_for_port
 from fanout.lab.observe.logs import tail_file
 
 ERROR_TAIL_LINES = 20
@@ -155,22 +154,16 @@ class ServerProcess:
         Raises ``ObserveError`` (with the log's last lines) when the server exits first
         or ``timeout_s`` passes.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not self.is_running():
-                code = self.returncode
-                exited = "exited" if code is None else f"exited with code {code}"
-                raise ObserveError(self._describe(f"the server {exited} before listening"))
-            try:
-                with socket.create_connection((host, port), timeout=0.25):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() >= deadline:
-                raise ObserveError(
-                    self._describe(f"the server did not listen on {host}:{port} in {timeout_s} s")
-                )
-            time.sleep(0.05)
+        try:
+            wait_for_port(host, port, timeout_s, running=self.is_running)
+        except ProcessGone:
+            code = self.returncode
+            exited = "exited" if code is None else f"exited with code {code}"
+            raise ObserveError(self._describe(f"the server {exited} before listening")) from None
+        except TimeoutError:
+            raise ObserveError(
+                self._describe(f"the server did not listen on {host}:{port} in {timeout_s} s")
+            ) from None
 
     def wait(self, timeout_s: float) -> int | None:
         """Wait up to ``timeout_s`` for a started server to exit; its code, or None."""
