@@ -1,14 +1,14 @@
 """What auth and limits cost per delivery: ``fanout-v1`` with them on, next to off.
 
 The same load as ``fanout_vs_article.py`` (one publisher, 200-byte messages at a fixed
-rate, S ``fanout.v1`` subscribers of one room, spread over generator processes), against
+rate, S ``fanout.v1`` subscribers of one room, spread over the lab's generator processes), against
 two ``fanout serve`` set-ups that take turns, run by run, in one run of this script:
 
 - **off**: anonymous (no key configured, clients send no token), per-connection rate
   limits and the per-address connection limit off
   (``--rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0``);
-- **on**: an HMAC secret (``FANOUT_AUTH_SECRET``), every client sends
-  ``Authorization: Bearer <token>`` granting subscribe and publish to the bench's room,
+- **on**: an HMAC secret (``FANOUT_AUTH_SECRET``), every client connects with
+  ``?token=<token>`` granting subscribe and publish to the run's room,
   and the default limits, so that the grant checks run on every subscribe and publish
   and the rate limiter on every frame. Where the bench itself would exceed a default
   (the publisher above 1,000 frames/s, more than 1,000 clients from 127.0.0.1), that
@@ -22,46 +22,51 @@ Token verification happens once per connection, at the handshake, before the mea
 interval: it is not part of the per-delivery figure.
 
 Run: ``.venv/bin/python bench/auth_cost.py`` (about 8 minutes on 2 cores).
-Writes ``bench/out/auth_cost-<time>.json`` and the ``auth_cost`` section of
-``bench/RESULTS.md``.
+Writes ``bench/out/auth_cost-<time>.json``, each run's lab results in
+``bench/out/auth_cost-<time>/`` and the ``auth_cost`` section of ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
 
 from fanout_vs_article import (
-    BENCH_DIR,
     PAYLOAD_BYTES,
     RATE_HEADROOM,
+    ROOM,
     TARGETS,
     RunResult,
+    add_arguments,
+    cost_cell,
     median_run,
     parse_rates,
+    prepare,
     run_announced,
     write_report,
 )
-from results_md import replace_section
+from results_md import provenance_lines, replace_section
 
 OFF = TARGETS["fanout-v1"]
 ON = TARGETS["fanout-v1-auth"]
 
 
-def run_all(args: argparse.Namespace) -> list[RunResult]:
+def run_all(args: argparse.Namespace) -> tuple[list[RunResult], dict[str, Any]]:
+    """Every run's row, and the last run's lab document (machine, versions, commit)."""
     results: list[RunResult] = []
+    doc: dict[str, Any] = {}
     for subscribers, rate in parse_rates(args.rates):
         for repeat in range(args.repeat):
             # Alternate which goes first, so that neither always follows the other.
             for target in (OFF, ON) if repeat % 2 == 0 else (ON, OFF):
                 label = "on" if target.auth else "off"
-                results.append(
-                    run_announced(f"auth+limits {label}", target, subscribers, rate, repeat, args)
+                r, doc = run_announced(
+                    f"auth+limits {label}", target, subscribers, rate, repeat, args
                 )
-    return results
+                results.append(r)
+    return results, doc
 
 
 def refused(r: RunResult) -> int:
@@ -70,13 +75,6 @@ def refused(r: RunResult) -> int:
         for name, n in r.server_counters.items()
         if name.startswith("refused_") or name.startswith("rate_limit")
     )
-
-
-def _cell(runs: list[RunResult]) -> str:
-    med = median_run(runs)
-    costs = [r.us_per_delivery for r in runs]
-    spread = f" ({min(costs):.2f}-{max(costs):.2f})" if len(runs) > 1 else ""
-    return f"**{med.us_per_delivery:.2f}**{spread}"
 
 
 def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
@@ -99,7 +97,7 @@ def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
         per_message = (m_on.us_per_delivery - m_off.us_per_delivery) * subs
         limits = " ".join(m_on.server_args) or "defaults"
         rows.append(
-            f"| {subs} | {rate:g} | {_cell(off)} | {_cell(on)} | {ratio:.3f}"
+            f"| {subs} | {rate:g} | {cost_cell(off)} | {cost_cell(on)} | {ratio:.3f}"
             f" | {per_message:+.1f} | {m_off.p50_ms:.2f} / {m_off.p99_ms:.2f}"
             f" | {m_on.p50_ms:.2f} / {m_on.p99_ms:.2f}"
             f" | {sum(r.lost for r in off)} / {sum(r.lost for r in on)}"
@@ -114,8 +112,6 @@ def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
 
 
 def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) -> None:
-    m = report["machine"]
-    dirty = " (with uncommitted changes)" if m["git_dirty"] else ""
     pinned = " (server pinned to CPU 0, clients to the others)" if report["pinned"] else ""
     rows, summary = table_lines(results)
     flagged = [r for r in results if r.flags]
@@ -124,13 +120,7 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
         "",
         "Generated by `bench/auth_cost.py` (`.venv/bin/python bench/auth_cost.py --help`).",
         "",
-        f"- Date: {report['date']}",
-        f"- Command: `{report['command']}`",
-        f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['platform']}",
-        f"- Python {m['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(m["packages"].items())),
-        f"- Commit: `{m['git_commit'][:12]}`{dirty}",
-        f"- Raw numbers: `{report['json']}`",
+        *provenance_lines(report),
         "",
         f"`fanout serve`, 1 publisher, {PAYLOAD_BYTES}-byte messages at a fixed rate for"
         f" {report['duration_s']:g} s per run, S `fanout.v1` subscribers of one room spread"
@@ -167,17 +157,18 @@ METHOD = [
     "### How it is measured",
     "",
     "- Load, clients, CPU and latency exactly as in the 'fanout vs the article's server'"
-    " section (`bench/fanout_vs_article.py`, whose `run_one` this script calls): server CPU"
-    " (user + system, /proc) from the first publish until every subscriber has the last"
-    " message, divided by the frames received.",
+    " section (`bench/fanout_vs_article.py`, whose `run_one` this script calls: lab runs):"
+    " server CPU (user + system, /proc) from the moment every client is connected to the"
+    " lab's first progress report at which the subscribers had everything, divided by the"
+    " deliveries counted then.",
     "- **off**: `python -m fanout.cli serve --port N --log-level warning"
     " --rate-frames-per-s 0 --rate-bytes-per-s 0 --max-connections-per-ip 0`, no key"
     " configured (every connection anonymous), clients send no token.",
     "- **on**: the same server with `FANOUT_AUTH_SECRET` (a fresh 32-byte secret, HS256)"
     " and the default limits (1,000 frames/s and 32 MiB/s per connection, grace 2 s;"
-    " 1,000 connections per address); every client's handshake carries"
-    " `Authorization: Bearer <token>` (`fanout.auth.tokens.mint_token`, `sub` bench, 1 h,"
-    ' `fanout: {"subscribe": ["bench"], "publish": ["bench"]}`). Where the bench itself'
+    " 1,000 connections per address); every client's handshake carries the token in its"
+    " URL, `?token=...` (`fanout.auth.tokens.mint_token`, `sub` bench, 1 h,"
+    f' `fanout: {{"subscribe": ["{ROOM}"], "publish": ["{ROOM}"]}}`). Where the bench itself'
     " exceeds a default, that limit is raised just above it ('limits on' column): the"
     f" frame rate to {RATE_HEADROOM:g} times the publisher's rate, the per-address limit"
     " to the number of clients (all connect from 127.0.0.1).",
@@ -191,35 +182,11 @@ METHOD = [
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
-    parser.add_argument(
-        "--rates",
-        default="100:1000,500:150,100:1500",
-        help="subscribers:messages per second, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="publishing seconds per run")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per set-up and load")
-    parser.add_argument(
-        "--procs", type=int, default=4, help="subscriber generator processes (default: 4)"
-    )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=BENCH_DIR / "RESULTS.md",
-        help="Markdown file whose auth_cost section is rewritten ('-' for none)",
-    )
-    parser.add_argument(
-        "--pin",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="server alone on CPU 0, clients on the other CPUs (default: on)",
-    )
+    add_arguments(parser, repeat=5)
     args = parser.parse_args(argv)
-    stamp = dt.datetime.now(dt.UTC)
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / f"auth_cost-{stamp:%Y%m%d-%H%M%S}.json"
-    results = run_all(args)
-    report = write_report(args, stamp, json_path, results)
+    stamp, json_path = prepare(args, "auth_cost")
+    results, doc = run_all(args)
+    report = write_report(args, stamp, json_path, results, doc)
     rows, summary = table_lines(results)
     print("\n".join([*rows, "", *summary]))
     if str(args.results) != "-":
