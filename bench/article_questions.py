@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fanout.lab.config import BenchConfig, format_size
-from fanout.lab.results import git_commit, machine, versions
+from fanout.lab.net import free_port
 from fanout.lab.session import run_bench
 from fanout.lab.sweep import Axes, point_label, sweep
 from fanout.settings import NO_CLIENT_LIMITS
@@ -40,15 +40,6 @@ from results_md import replace_section
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -260,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 _add_server_cpu(doc, out_dir, scenario, server)
                 sweep_path.write_text(json.dumps(doc, indent=1) + "\n")
             results.append((scenario, server, doc))
+    first = results[0][2]  # a sweep document: where and with what it ran
     meta = {
         "date": stamp.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions(),
-        "commit": git_commit(),
+        "machine": first["machine"],
+        "versions": first["versions"],
+        "commit": first["git_commit"],
         "out": str(out_dir.relative_to(BENCH_DIR.parent)),
     }
     text = section(results, meta)

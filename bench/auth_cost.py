@@ -41,6 +41,7 @@ from fanout_vs_article import (
     RunResult,
     add_arguments,
     cost_cell,
+    flag_lines,
     median_run,
     parse_rates,
     prepare,
@@ -98,8 +99,8 @@ def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
         limits = " ".join(m_on.server_args) or "defaults"
         rows.append(
             f"| {subs} | {rate:g} | {cost_cell(off)} | {cost_cell(on)} | {ratio:.3f}"
-            f" | {per_message:+.1f} | {m_off.p50_ms:.2f} / {m_off.p99_ms:.2f}"
-            f" | {m_on.p50_ms:.2f} / {m_on.p99_ms:.2f}"
+            f" | {per_message:+.1f} | {m_off.latency_ms['p50']:.2f} / {m_off.latency_ms['p99']:.2f}"
+            f" | {m_on.latency_ms['p50']:.2f} / {m_on.latency_ms['p99']:.2f}"
             f" | {sum(r.lost for r in off)} / {sum(r.lost for r in on)}"
             f" | {sum(refused(r) for r in on)} | {limits} |"
         )
@@ -114,7 +115,6 @@ def table_lines(results: list[RunResult]) -> tuple[list[str], list[str]]:
 def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) -> None:
     pinned = " (server pinned to CPU 0, clients to the others)" if report["pinned"] else ""
     rows, summary = table_lines(results)
-    flagged = [r for r in results if r.flags]
     lines = [
         "## The cost of auth and limits, per delivery",
         "",
@@ -137,18 +137,9 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
         "",
         *summary,
         "",
-        "### Flags (every run)",
-        "",
     ]
-    if not flagged:
-        lines.append(
-            "None: no generator over 90% busy, no loss, no refusal, every run kept its rate."
-        )
-    for r in flagged:
-        lines.append(
-            f"- {'on' if r.auth else 'off'}, {r.subscribers} subscribers at {r.rate:g} msg/s,"
-            f" run {r.repeat + 1}: " + "; ".join(r.flags)
-        )
+    clean = "None: no generator over 90% busy, no loss, no refusal, every run kept its rate."
+    lines += flag_lines(results, lambda r: "on" if r.auth else "off", clean)
     lines += ["", *METHOD]
     replace_section(path, "auth_cost", "\n".join(lines))
 
@@ -186,12 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stamp, json_path = prepare(args, "auth_cost")
     results, doc = run_all(args)
-    report = write_report(args, stamp, json_path, results, doc)
     rows, summary = table_lines(results)
     print("\n".join([*rows, "", *summary]))
-    if str(args.results) != "-":
-        write_results(args.results, report, results)
-        print(f"wrote {args.results}")
+    write_report(args, stamp, json_path, results, doc, write_results)
     return 0
 
 

@@ -49,7 +49,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -62,6 +62,10 @@ from fanout.lab.observe import ServerProcess
 from fanout.lab.session import run_bench
 from fanout.settings import NO_CLIENT_LIMITS, Settings
 from results_md import (
+    BENCH_DIR,
+    HOST,
+    OTHER_LOAD_FLAG,
+    ROOT,
     busy_s,
     cpu_s,
     finished_at,
@@ -72,14 +76,10 @@ from results_md import (
     wait_for_quiet,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-HOST = "127.0.0.1"
 PAYLOAD_BYTES = 200
 DRAIN_S = 5.0
 QUIET_WAIT_S = 10.0
 BUSY_FLAG = 0.90
-OTHER_LOAD_FLAG = 0.25
 # The lab's rooms are lab-0, lab-1, ...: one room here.
 ROOM = "lab-0"
 
@@ -286,20 +286,19 @@ class RunResult:
     server_cpu_s: float
     us_per_delivery: float
     server_busy: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
+    # The lab's: p50, p90, p99, p999, max, count.
+    latency_ms: dict[str, float]
     lost: int
     dups: int
     out_of_order: int
     not_sent: int
-    closes: dict[str, int]
-    connect_errors: dict[str, int]
     generator_busy: list[float]
     client_cores: int
     other_cores: float
     valid: bool
     verdicts: list[str]
+    closes: dict[str, int]
+    connect_errors: dict[str, int]
     lab_json: str
     flags: list[str] = field(default_factory=list)
     # fanout only: the flags it was started with (limits) and its counters after the run.
@@ -382,9 +381,7 @@ def run_one(
         server_cpu_s=round(server_s, 4),
         us_per_delivery=round(1e6 * server_s / end.delivered, 3) if end.delivered else math.nan,
         server_busy=round(sum(s["cpu_percent"] for s in sending) / 100 / max(1, len(sending)), 3),
-        p50_ms=latency["p50"],
-        p99_ms=latency["p99"],
-        max_ms=latency["max"],
+        latency_ms=latency,
         lost=totals["lost"],
         dups=totals["duplicated"],
         out_of_order=totals["out_of_order"],
@@ -501,22 +498,26 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
             f"| {r.server} | {r.mode} | {subs} | {rate:g} "
             f"| {r.deliveries_per_s:,.0f} ({r.offered_deliveries_per_s:,.0f}) "
             f"| {cost_cell(runs)} "
-            f"| {r.server_busy:.0%} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.server_busy:.0%} | {r.latency_ms['p50']:.2f} | {r.latency_ms['p99']:.2f} "
             f"| {sum(x.lost for x in runs)} | {sum(x.dups for x in runs)} "
             f"| {_ratio(groups, r)} |"
         )
     lines += ["", "### Summary", "", *summary_lines(groups)]
-    flagged = [r for r in results if r.flags]
-    lines += ["", "### Flags (every run)", ""]
-    if not flagged:
-        lines.append("None: no generator over 90% busy, no loss, every run kept its rate.")
-    for r in flagged:
-        lines.append(
-            f"- {r.target}, {r.subscribers} subscribers at {r.rate:g} msg/s, run"
-            f" {r.repeat + 1}: " + "; ".join(r.flags)
-        )
-    lines += ["", *METHOD]
+    clean = "None: no generator over 90% busy, no loss, every run kept its rate."
+    lines += ["", *flag_lines(results, lambda r: r.target, clean), "", *METHOD]
     replace_section(path, "fanout_vs_article", "\n".join(lines))
+
+
+def flag_lines(
+    results: list[RunResult], label: Callable[[RunResult], str], clean: str
+) -> list[str]:
+    """The section's flags: a line per flagged run (``label`` names its set-up), or ``clean``."""
+    flagged = [r for r in results if r.flags]
+    return ["### Flags (every run)", "", *([] if flagged else [clean])] + [
+        f"- {label(r)}, {r.subscribers} subscribers at {r.rate:g} msg/s, run {r.repeat + 1}: "
+        + "; ".join(r.flags)
+        for r in flagged
+    ]
 
 
 def _ratio(groups: dict[Key, list[RunResult]], r: RunResult) -> str:
@@ -545,7 +546,7 @@ def summary_lines(groups: dict[Key, list[RunResult]]) -> list[str]:
             parts.append(f"floor {med['floor'].us_per_delivery:.2f} us")
         behind = [
             f"{t} ({m.deliveries_per_s:,.0f} of {m.offered_deliveries_per_s:,.0f}"
-            f" deliveries/s, p99 {m.p99_ms:,.0f} ms)"
+            f" deliveries/s, p99 {m.latency_ms['p99']:,.0f} ms)"
             for t, m in med.items()
             if m.deliveries_per_s < 0.95 * m.offered_deliveries_per_s
         ]
@@ -641,8 +642,8 @@ def run_announced(
     )
     print(
         f"  {r.us_per_delivery:.2f} us/delivery, {r.deliveries_per_s:,.0f}"
-        f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.p50_ms:.2f} ms,"
-        f" p99 {r.p99_ms:.2f} ms, lost {r.lost}, dup {r.dups}, generators"
+        f" deliveries/s, server busy {r.server_busy:.0%}, p50 {r.latency_ms['p50']:.2f} ms,"
+        f" p99 {r.latency_ms['p99']:.2f} ms, lost {r.lost}, dup {r.dups}, generators"
         f" {sum(r.generator_busy):.2f} cores, other load {r.other_cores:.2f} cores"
         + (f", server args {r.server_args}" if r.server_args else "")
         + "".join(f"\n  ! {f}" for f in r.flags),
@@ -688,16 +689,21 @@ def prepare(args: argparse.Namespace, name: str) -> tuple[dt.datetime, Path]:
     return stamp, json_path
 
 
+SectionWriter = Callable[[Path, dict[str, Any], list[RunResult]], None]
+
+
 def write_report(
     args: argparse.Namespace,
     stamp: dt.datetime,
     json_path: Path,
     results: list[RunResult],
     doc: dict[str, Any],
-) -> dict[str, Any]:
-    """Write the runs and how they were made to ``json_path``; return that document.
+    write_section: SectionWriter,
+) -> None:
+    """Write the runs and how they were made to ``json_path``, then the section.
 
     ``doc`` is one of the runs' lab documents: the machine, versions and commit.
+    ``write_section`` rewrites the script's section of ``args.results`` (unless '-').
     """
     command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv] if a)
     rel_json = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
@@ -715,7 +721,9 @@ def write_report(
     }
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {json_path}")
-    return report
+    if str(args.results) != "-":
+        write_section(args.results, report, results)
+        print(f"wrote {args.results}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -743,10 +751,7 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets:
                 r, doc = run_announced(target.name, target, subscribers, rate, repeat, args)
                 results.append(r)
-    report = write_report(args, stamp, json_path, results, doc)
-    if str(args.results) != "-":
-        write_results(args.results, report, results)
-        print(f"wrote {args.results}")
+    write_report(args, stamp, json_path, results, doc, write_results)
     return 0
 
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from fanout.lab.accounting import ReceiverTally
 from fanout.lab.histogram import Histogram
+from fanout.lab.net import ProcessGone, free_port, wait_for_port
 from fanout.lab.payloads import header
 from fanout.lab.wsclient import LabConnection, ProcessTally
 from results_md import replace_section
@@ -40,13 +40,6 @@ from results_md import replace_section
 HOST = "127.0.0.1"
 BATCH = 512
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- the firehose server ----------------------------------------------------------------
@@ -169,13 +162,10 @@ def capacity(receivers: int, messages: int, size: int) -> dict[str, Any]:
     server = ctx.Process(target=firehose_main, args=(port, receivers, messages, size), daemon=True)
     server.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("the firehose did not start")
-            time.sleep(0.05)
+        try:
+            wait_for_port(HOST, port, 20, running=server.is_alive)
+        except (ProcessGone, TimeoutError) as exc:
+            raise SystemExit(f"the firehose did not start: {exc}") from None
         # The probe above never sent a handshake: the firehose still waits for N receivers.
         factory = None
         with contextlib.suppress(ImportError):

@@ -18,9 +18,9 @@ import time
 from typing import Any, cast
 
 from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
-from fanout.brokers.memory import MemoryBroker
+from fanout.asgi.wiring import wire
 from fanout.core.connection import Mode
-from fanout.core.hub import Hub
+from fanout.settings import Settings
 
 
 class _Sink:
@@ -45,7 +45,7 @@ class _Proto:
 
 async def fanout_ns(mode: Mode, subscribers: int, messages: int, batch: int) -> float:
     """Nanoseconds per delivery: ``batch`` publishes per loop iteration, then a flush."""
-    hub = Hub(MemoryBroker())
+    hub = wire(Settings()).hub
     await hub.start()
     out: list[bytes] = []
     for _ in range(subscribers):

@@ -42,22 +42,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+import results_md
 from fanout.lab.config import BenchConfig
-from fanout.lab.results import git_commit, machine, versions
+from fanout.lab.net import ProcessGone, free_port, wait_until
 from fanout.lab.session import run_bench
 from fanout.settings import NO_CLIENT_LIMITS
-from results_md import replace_section
+from results_md import BENCH_DIR, HOST, OTHER_LOAD_FLAG, ROOT
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-HOST = "127.0.0.1"
 SYSTEM_REDIS_PORT = 6379
 TARGET_RATE = 10_000.0
 TARGET_P99_MS = 5.0
-# Other processes busier than this (cores) during a run: the run is flagged as disturbed.
-OTHER_LOAD_FLAG = 0.25
 
 
 @dataclass(frozen=True)
@@ -83,15 +77,6 @@ LOADS = {
     "fanout": Load("fanout", 1_000.0, 1, 50),
 }
 TOPOLOGIES = ("memory", "redis 1 node", "redis 2 nodes")
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port: int = s.getsockname()[1]
-        if port != SYSTEM_REDIS_PORT:
-            return port
 
 
 # -- the servers -----------------------------------------------------------------------------
@@ -145,7 +130,7 @@ def _redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
 def redis_server(directory: Path) -> Iterator[Started]:
     """A private ``redis-server`` on a free loopback port: no persistence, stopped after."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
+    port = free_port(avoid={SYSTEM_REDIS_PORT})
     log = directory / f"redis-{port}.log"
     argv = [
         binary,
@@ -158,16 +143,20 @@ def redis_server(directory: Path) -> Iterator[Started]:
         "--logfile", str(log),
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def pong() -> bool:
+        if proc.poll() is not None:
+            raise ProcessGone("redis-server exited")
+        with contextlib.suppress(OSError):
+            return _redis_command(port, "PING", timeout=0.5).startswith(b"+PONG")
+        return False
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError):
-                if _redis_command(port, "PING", timeout=0.5).startswith(b"+PONG"):
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                text = log.read_text(errors="replace") if log.exists() else ""
-                raise RuntimeError(f"redis-server did not start:\n{text}")
-            time.sleep(0.02)
+        try:
+            wait_until(pong, 10, interval_s=0.02, what="redis-server answering PING")
+        except (ProcessGone, TimeoutError) as exc:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"redis-server did not start ({exc}):\n{text}") from None
         yield Started("redis", proc, port)
     finally:
         _stop(proc)
@@ -176,37 +165,33 @@ def redis_server(directory: Path) -> Iterator[Started]:
 @contextlib.contextmanager
 def fanout_node(name: str, broker: str, log: Path) -> Iterator[Started]:
     """``fanout serve`` on a free port, ready when ``/healthz`` answers 200; stopped after."""
-    port = free_port()
+    port = free_port(avoid={SYSTEM_REDIS_PORT})
     argv = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port)]
     # 5,000 msg/s from one sender connection: over the default per-connection rate limit.
     argv += ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise ProcessGone("fanout serve exited")
+        with contextlib.suppress(OSError):
+            url = f"http://{HOST}:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                return bool(answer.status == 200)
+        return False
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                url = f"http://{HOST}:{port}/healthz"
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if answer.status == 200:
-                        break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"fanout serve did not start:\n{log.read_text()}")
-            time.sleep(0.05)
+        try:
+            wait_until(healthy, 30, what="fanout serve answering /healthz")
+        except (ProcessGone, TimeoutError) as exc:
+            raise RuntimeError(f"fanout serve did not start ({exc}):\n{log.read_text()}") from None
         yield Started(name, proc, port)
     finally:
         _stop(proc)
 
 
 # -- CPU over the sending window --------------------------------------------------------------
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(t.user + t.system)
 
 
 def _cpu_pressure_s() -> float | None:
@@ -220,11 +205,6 @@ def _cpu_pressure_s() -> float | None:
             fields = dict(kv.split("=", 1) for kv in line.split()[1:])
             return int(fields["total"]) / 1e6
     return None
-
-
-def _busy_s() -> float:
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 @dataclass
@@ -243,13 +223,12 @@ class CpuWatch:
     def progress(self, snapshot: dict[str, Any]) -> None:
         if snapshot.get("phase") != "sending" or float(snapshot["t"]) > self.duration_s:
             return
-        me = psutil.Process()
         mark = {
             "wall": time.monotonic(),
             "t": float(snapshot["t"]),
-            "named": {name: _cpu_s(pid) for name, pid in self.pids.items()},
-            "ours": _cpu_s(me.pid) + sum(_cpu_s(c.pid) for c in me.children(recursive=True)),
-            "busy": _busy_s(),
+            "named": {name: results_md.cpu_s(pid) for name, pid in self.pids.items()},
+            "ours": results_md.tree_cpu_s(),
+            "busy": results_md.busy_s(),
             "pressure": _cpu_pressure_s(),
             "acked": int(snapshot["acked"]),
             "delivered": int(snapshot["delivered"]),
@@ -280,17 +259,6 @@ class CpuWatch:
             if first["pressure"] is None or last["pressure"] is None
             else round((last["pressure"] - first["pressure"]) / wall, 3),
         }
-
-
-def wait_for_quiet(max_wait_s: float, limit_cores: float = OTHER_LOAD_FLAG) -> float:
-    """Wait (at most ``max_wait_s``) until the machine is idle; return the load last seen."""
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy, t = _busy_s(), time.monotonic()
-        time.sleep(1.0)
-        load = (_busy_s() - busy) / (time.monotonic() - t)
-        if load < limit_cores or time.monotonic() >= deadline:
-            return load
 
 
 def speed_probe_ms() -> float:
@@ -354,7 +322,7 @@ def run_point(
         )
         pids = {s.name: s.pid for s in (node_a, node_b, redis) if s is not None}
         watch = CpuWatch(pids, duration_s)
-        quiet_before = wait_for_quiet(quiet_s)
+        quiet_before = results_md.wait_for_quiet(quiet_s, OTHER_LOAD_FLAG, sample_s=1.0)
         probe = speed_probe_ms()
         argv = [*sys.argv, f"# {load.name} / {topology}"]
         doc = run_bench(config, argv=argv, progress=watch.progress)
@@ -406,17 +374,6 @@ def _verdicts(doc: dict[str, Any]) -> str:
     return ", ".join(causes) or "ok"
 
 
-def _finished_at(doc: dict[str, Any], key: str) -> float:
-    """Seconds from the start until ``key`` (delivered, acked) reached its final count."""
-    duration = float(doc["config"]["duration_s"])
-    timeline = doc["timeline"]
-    if not timeline:
-        return duration
-    final = timeline[-1][key]
-    done = next(float(e["t"]) for e in timeline if e[key] >= final)
-    return max(duration, done)
-
-
 @dataclass(frozen=True)
 class Row:
     """The figures of one run that the section shows."""
@@ -434,13 +391,13 @@ class Row:
     def of(cls, doc: dict[str, Any]) -> Row:
         t = doc["totals"]
         duration = float(doc["config"]["duration_s"])
-        delivered_at = _finished_at(doc, "delivered")
+        delivered_at = results_md.finished_at(doc, "delivered")
         stats = doc["crossnode"]["redis_commandstats"] or {}
         script = stats.get("evalsha") or stats.get("eval")
         cpu = doc["crossnode"]["cpu"]
         return cls(
             sent_per_s=t["sent"] / duration,
-            acked_per_s=t["acked"] / _finished_at(doc, "acked"),
+            acked_per_s=t["acked"] / results_md.finished_at(doc, "acked"),
             deliveries_per_s=doc["timeline"][-1]["delivered"] / delivered_at
             if doc["timeline"]
             else 0.0,
@@ -609,26 +566,12 @@ def measured_code() -> dict[str, str | None]:
 
     src = Path(fanout.__file__).resolve().parent.parent
     if src == ROOT / "src":
-        return {"commit": git_commit(), "note": _dirty()}
+        note = " with uncommitted changes" if results_md.git_dirty() else ""
+        return {"commit": results_md.git("rev-parse", "HEAD") or None, "note": note}
     marker = src.parent / "COMMIT"
     lines = marker.read_text().splitlines() if marker.exists() else []
     note = f" (copy in `{src}`" + (f": {lines[1].strip()}" if len(lines) > 1 else "") + ")"
     return {"commit": lines[0].strip() if lines else None, "note": note}
-
-
-def _dirty() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return " with uncommitted changes" if out.strip() else ""
 
 
 def _run_and_save(
@@ -674,12 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for late messages (a server behind catches up meanwhile)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per row, in turns")
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=2,
-        help="extra runs of a row when other processes disturbed it (all runs are kept)",
-    )
+    retries = "extra runs of a row when other processes disturbed it (all runs are kept)"
+    parser.add_argument("--retries", type=int, default=2, help=retries)
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -733,8 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     meta = {
         "date": stamp.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions(),
+        "machine": groups[0][2][0]["machine"],
+        "versions": groups[0][2][0]["versions"],
         "code": codes,
         "redis": _redis_version(),
         "out": str(out_dir.relative_to(ROOT)) if out_dir.is_relative_to(ROOT) else str(out_dir),
@@ -743,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(groups, meta, _target_note(groups))
     print(text)
     if args.results != "-":
-        replace_section(Path(args.results), "redis_crossnode", text)
+        results_md.replace_section(Path(args.results), "redis_crossnode", text)
     return 0
 
 

@@ -14,7 +14,11 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+HOST = "127.0.0.1"
+# Other processes busier than this (cores) during a run: the run is flagged as disturbed.
+OTHER_LOAD_FLAG = 0.25
 
 
 def replace_section(path: Path, name: str, text: str) -> None:
@@ -46,20 +50,20 @@ def provenance_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def git_dirty() -> bool:
-    """True when tracked files of this checkout differ from its HEAD."""
+def git(*args: str) -> str:
+    """What ``git ARGS`` prints in this checkout ("" when git fails)."""
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
-        return False
-    return bool(out.stdout.strip())
+        return ""
+    return out.stdout.strip()
+
+
+def git_dirty() -> bool:
+    """True when tracked files of this checkout differ from its HEAD."""
+    return bool(git("status", "--porcelain", "--untracked-files=no"))
 
 
 # -- the machine's load -------------------------------------------------------------------
