@@ -331,8 +331,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _single(args: argparse.Namespace, config: Any, console: Any, argv: list[str] | None) -> Any:
+    from fanout.lab.document import RunDoc
     from fanout.lab.progress import Progress
-    from fanout.lab.report.load import RunDoc
     from fanout.lab.report.terminal import render_run_summary
     from fanout.lab.session import run_bench
 
@@ -346,8 +346,8 @@ def _single(args: argparse.Namespace, config: Any, console: Any, argv: list[str]
 
 
 def _sweep(args: argparse.Namespace, config: Any, console: Any, argv: list[str] | None) -> Any:
+    from fanout.lab.document import SweepDoc
     from fanout.lab.progress import Progress
-    from fanout.lab.report.load import SweepDoc
     from fanout.lab.report.terminal import render_sweep_summary
     from fanout.lab.session import run_bench
     from fanout.lab.sweep import Axes, sweep

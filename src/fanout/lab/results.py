@@ -1,6 +1,7 @@
-"""The results document of a run (``fanout.lab.run/1``): totals, provenance, writing.
+"""The results document of a run (``fanout.lab.run/1``), written: totals, provenance.
 
-The layout is described in ``docs/lab-results.md``; ``fanout report`` reads it back.
+The layout is described in ``docs/lab-results.md``; the diagnosis and ``fanout report``
+read it back through :mod:`fanout.lab.document`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from fanout.lab.config import BenchConfig
+from fanout.lab.document import RUN_SCHEMA
 from fanout.lab.histogram import Histogram
 
-RUN_SCHEMA = "fanout.lab.run/1"
-SWEEP_SCHEMA = "fanout.lab.sweep/1"
 _VERSIONED = ("fanout", "uvicorn", "websockets", "fastapi", "starlette", "uvloop", "orjson")
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.lab.config import BenchConfig, ConfigError, format_size
-from fanout.lab.results import SWEEP_SCHEMA, provenance
+from fanout.lab.document import SWEEP_SCHEMA
+from fanout.lab.results import provenance
 
 RunFn = Callable[[BenchConfig, str], dict[str, Any]]
 Announce = Callable[[str], None] | None

@@ -23,9 +23,9 @@ from typing import Any
 
 from fanout.lab.diagnosis import connections, delivery, failures, generator, server, stall
 from fanout.lab.diagnosis._run import Run
-from fanout.lab.diagnosis._words import BREAK, INFO, WARN, Verdict
+from fanout.lab.document import Cause, Severity, Verdict
 
-__all__ = ["BREAK", "CAUSES", "INFO", "WARN", "diagnose", "is_generator_saturated"]
+__all__ = ["diagnose", "is_generator_saturated"]
 
 Rule = Callable[[Run], Verdict | None]
 
@@ -48,61 +48,37 @@ RULES: tuple[Rule, ...] = (
     stall.slow_consumer_cut,
 )
 
-#: Every cause ``diagnose`` can name, ``ok``, ``loss`` and ``no_traffic`` included.
-CAUSES = (
-    "ok",
-    "server_exited",
-    "generator_saturated",
-    "hol_blocking",
-    "handler_exception",
-    "size_limit",
-    "connect_refused",
-    "connect_limited",
-    "connect_failed",
-    "server_cpu",
-    "memory_growth",
-    "unexpected_close",
-    "loss",
-    "backpressure",
-    "misdelivery",
-    "latency_slo",
-    "rate_limited",
-    "no_traffic",
-    "slow_consumer_cut",
-)
-
-_SEVERITY_RANK = {BREAK: 0, WARN: 1, INFO: 2}
+#: Every cause ``diagnose`` can name (``ok``, ``loss`` and ``no_traffic`` included), in
+#: the order verdicts of one severity are reported in.
+_CAUSE_ORDER = list(Cause)
+_SEVERITY_ORDER = list(Severity)
 
 #: Causes that account for lost messages (and for senders held back) when they are a
 #: ``break``: no separate ``loss`` or ``backpressure``.
 _EXPLAINS_LOSS = {
-    "server_exited",
-    "hol_blocking",
-    "handler_exception",
-    "size_limit",
-    "server_cpu",
-    "memory_growth",
-    "unexpected_close",
+    Cause.SERVER_EXITED,
+    Cause.HOL_BLOCKING,
+    Cause.HANDLER_EXCEPTION,
+    Cause.SIZE_LIMIT,
+    Cause.SERVER_CPU,
+    Cause.MEMORY_GROWTH,
+    Cause.UNEXPECTED_CLOSE,
 }
 #: Connection failures explain loss only when healthy receivers never connected.
-_CONNECT_CAUSES = {"connect_refused", "connect_limited", "connect_failed"}
+_CONNECT_CAUSES = {Cause.CONNECT_REFUSED, Cause.CONNECT_LIMITED, Cause.CONNECT_FAILED}
 
 
 def _loss_explained(run: Run, found: list[Verdict]) -> bool:
     for v in found:
-        if v["severity"] == BREAK and v["cause"] in _EXPLAINS_LOSS:
+        if v.severity == Severity.BREAK and v.cause in _EXPLAINS_LOSS:
             return True
-        if v["cause"] in _CONNECT_CAUSES and run.stable_unconnected > 0:
+        if v.cause in _CONNECT_CAUSES and run.stable_unconnected > 0:
             return True
     return False
 
 
 def _order(v: Verdict) -> tuple[int, int]:
-    cause = v["cause"]
-    return (
-        _SEVERITY_RANK.get(v["severity"], len(_SEVERITY_RANK)),
-        CAUSES.index(cause) if cause in CAUSES else len(CAUSES),
-    )
+    return _SEVERITY_ORDER.index(Severity(v.severity)), _CAUSE_ORDER.index(Cause(v.cause))
 
 
 def diagnose(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,10 +88,10 @@ def diagnose(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if not _loss_explained(run, found):
         # What is left once the causes above are named: loss, and senders held back.
         found += [v for rule in (delivery.loss, delivery.backpressure) if (v := rule(run))]
-    if not any(v["severity"] in (BREAK, WARN) for v in found):
+    if not any(v.severity in (Severity.BREAK, Severity.WARN) for v in found):
         quiet = delivery.no_traffic(run)
         found.append(quiet if quiet is not None else delivery.ok(run))
-    return sorted(found, key=_order)
+    return [v.to_json() for v in sorted(found, key=_order)]
 
 
 def is_generator_saturated(doc: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The run document as a never-raising view with the figures the rules share."""
+"""The run document as the rules read it: its sections, and the figures they share."""
 
 from __future__ import annotations
 
@@ -7,59 +7,34 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
-from fanout.lab.diagnosis._values import as_dict, at, code, count, dicts, num, num0
+from fanout.lab.diagnosis._values import code, count, num, num0
+from fanout.lab.document import JSONObject, RunView, as_mapping, mapping
 
 #: Ticks and samples are taken a little after their nominal time: this much is forgiven.
 SLACK_S = 0.1
 
 
-class Run:
-    """A read-only, never-raising view of one run document."""
+class Run(RunView):
+    """A read-only, never-raising view of one run document (any value: a non-object
+    reads as an empty document), with the figures the rules share."""
 
     def __init__(self, doc: Any) -> None:
-        self.doc: dict[str, Any] = as_dict(doc)
+        self.raw = as_mapping(doc)
 
-    @cached_property
-    def config(self) -> dict[str, Any]:
-        return as_dict(self.doc.get("config"))
-
-    @cached_property
-    def totals(self) -> dict[str, Any]:
-        return as_dict(self.doc.get("totals"))
-
-    @cached_property
-    def latency(self) -> dict[str, Any]:
-        return as_dict(self.doc.get("latency_ms"))
-
-    @cached_property
-    def server(self) -> dict[str, Any] | None:
-        server = self.doc.get("server")
-        return server if isinstance(server, dict) else None
-
-    @cached_property
-    def generator(self) -> dict[str, Any]:
-        return as_dict(self.doc.get("generator"))
-
-    @cached_property
-    def receivers(self) -> list[dict[str, Any]]:
-        return dicts(self.doc.get("receivers"))
-
-    @cached_property
-    def senders(self) -> list[dict[str, Any]]:
-        return dicts(self.doc.get("senders"))
-
-    def receivers_of(self, kind: str) -> list[dict[str, Any]]:
+    def receivers_of(self, kind: str) -> list[JSONObject]:
         return [r for r in self.receivers if r.get("kind") == kind]
 
     @cached_property
-    def timeline(self) -> list[dict[str, Any]]:
-        ticks = [t for t in dicts(self.doc.get("timeline")) if num(t.get("t")) is not None]
+    def ticks(self) -> list[JSONObject]:
+        """The timeline's ticks that have a time, in time order."""
+        ticks = [t for t in self.timeline if num(t.get("t")) is not None]
         return sorted(ticks, key=lambda tick: num0(tick.get("t")))
 
     @cached_property
-    def samples(self) -> list[dict[str, Any]]:
-        """The server's samples, in time order; empty without server observation."""
-        found = [s for s in dicts(at(self.server, "samples")) if num(s.get("t")) is not None]
+    def samples(self) -> list[JSONObject]:
+        """The server's samples that have a time, in time order; empty without server
+        observation."""
+        found = [s for s in self.server_samples if num(s.get("t")) is not None]
         return sorted(found, key=lambda sample: num0(sample.get("t")))
 
     # config
@@ -102,7 +77,7 @@ class Run:
         duration = num(self.config.get("duration_s"))
         if duration is not None and duration > 0:
             return duration
-        for series in (self.timeline, self.samples):
+        for series in (self.ticks, self.samples):
             if series:
                 return num0(series[-1].get("t"))
         return 0.0
@@ -171,14 +146,14 @@ class Run:
 
     # closes
 
-    def closes(self, conns: Iterable[dict[str, Any]], close: int) -> int:
+    def closes(self, conns: Iterable[JSONObject], close: int) -> int:
         return sum(1 for c in conns if code(c.get("close_code")) == close)
 
     @cached_property
     def close_codes(self) -> Counter[int]:
         """Close codes the server sent: the totals, or the connections when they say more."""
         totals: Counter[int] = Counter()
-        for key, n in as_dict(self.totals.get("close_codes")).items():
+        for key, n in mapping(self.totals, "close_codes").items():
             close = code(key)
             if close is not None:
                 totals[close] += count(n)
@@ -191,7 +166,7 @@ class Run:
 
     @cached_property
     def connect_errors(self) -> dict[str, int]:
-        found = as_dict(self.totals.get("connect_errors"))
+        found = mapping(self.totals, "connect_errors")
         return {str(k).strip().lower(): count(n) for k, n in found.items() if count(n) > 0}
 
     @cached_property

@@ -1,37 +1,26 @@
-"""Reading a run document safely: accessors that never raise, and small statistics.
+"""The numbers a rule reads from a run document, and small statistics over them.
 
-A run document (``fanout.lab.run/1``, see ``docs/lab-results.md``) has optional parts:
-``server`` may be null, the timeline may be empty, older or partial documents may lack
-keys. Every accessor here returns a neutral value (``None``, ``0``, ``{}``, ``[]``)
-instead of raising, so that the rules can be written as plain arithmetic.
+On top of :func:`fanout.lab.document.finite`, the rules refuse magnitudes no
+measurement has (:data:`ABSURD`) and read counts and close codes leniently; each
+returns a neutral value (``None``, ``0``) instead of raising, so that the rules can be
+written as plain arithmetic.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-KIB = 1024
-MIB = 1024 * 1024
-
-
-# -- safe accessors -------------------------------------------------------------------
-
+from fanout.lab.document import finite
 
 #: Larger magnitudes are no measurement (and would overflow the arithmetic): missing.
 ABSURD = 1e15
 
 
 def num(value: Any) -> float | None:
-    """``value`` as a finite float, or ``None`` (booleans and strings are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        result = float(value)
-    except OverflowError:  # an int beyond float
-        return None
-    return result if math.isfinite(result) and abs(result) <= ABSURD else None
+    """``value`` as a finite float no larger than :data:`ABSURD`, or ``None``."""
+    result = finite(value)
+    return result if result is not None and abs(result) <= ABSURD else None
 
 
 def num0(value: Any) -> float:
@@ -53,24 +42,6 @@ def code(value: Any) -> int | None:
             return None
     found = num(value)
     return None if found is None else int(found)
-
-
-def at(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def dicts(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, dict)]
 
 
 def numbers(value: Any) -> list[float]:

@@ -1,17 +1,10 @@
-"""The wording every rule shares: severities, numbers in sentences, the verdict shape."""
+"""The wording the rules share beyond numbers: close codes by name, plurals, lists."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
-from fanout.lab.diagnosis._values import KIB, MIB
-
-Verdict = dict[str, Any]
-
-BREAK = "break"
-WARN = "warn"
-INFO = "info"
+from fanout.lab import fmt
 
 CLOSE_NAMES = {
     1000: "normal",
@@ -26,56 +19,23 @@ CLOSE_NAMES = {
 }
 
 
-# -- wording --------------------------------------------------------------------------
-
-
-def fmt_int(value: float) -> str:
-    return f"{round(value):,}"
-
-
-def fmt_num(value: float) -> str:
-    """A short decimal: 2.4, 12, 1,250."""
-    if abs(value) >= 100 or float(value).is_integer():
-        return fmt_int(value)
-    return f"{value:.1f}".removesuffix(".0") if abs(value) >= 10 else f"{value:.2g}"
-
-
-def fmt_pct(value: float) -> str:
-    if 0 < value < 0.1:
-        return f"{value:.2g} %"
-    if 0 < value < 1:
-        return f"{value:.1f} %"
-    return f"{round(value)} %"
-
-
-def fmt_ms(value: float) -> str:
-    return f"{fmt_num(value)} ms"
-
-
-def fmt_bytes(value: float) -> str:
-    for unit, size in (("GiB", 1024 * MIB), ("MiB", MIB), ("KiB", KIB)):
-        if value >= size:
-            scaled = value / size
-            text = f"{scaled:.0f}" if scaled >= 100 or scaled.is_integer() else f"{scaled:.1f}"
-            return f"{text.removesuffix('.0')} {unit}"
-    return f"{round(value)} B"
-
-
-def fmt_close(close: int) -> str:
+def close_name(close: int) -> str:
+    """``4008 (slow consumer)``; a code without a name as it is."""
     name = CLOSE_NAMES.get(close)
     return f"{close} ({name})" if name else str(close)
 
 
-def fmt_codes(codes: Counter[int]) -> str:
+def close_counts(codes: Counter[int]) -> str:
     """``4008 (slow consumer)`` for one code, ``1011 (internal error) × 3, 1006 (...) × 1``."""
     if len(codes) == 1:
-        return fmt_close(next(iter(codes)))
-    return ", ".join(f"{fmt_close(close)} × {n}" for close, n in codes.most_common())
+        return close_name(next(iter(codes)))
+    return ", ".join(f"{close_name(close)} × {n}" for close, n in codes.most_common())
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{fmt_int(n)} {word if n == 1 else (words or word + 's')}"
+    return f"{fmt.count(n)} {word if n == 1 else (words or word + 's')}"
 
 
-def verdict(cause: str, severity: str, summary: str, evidence: dict[str, Any]) -> Verdict:
-    return {"cause": cause, "severity": severity, "summary": summary, "evidence": evidence}
+def either_and(*parts: str) -> str:
+    """The parts that are not empty, joined with "and": ``3 duplicated and 2 out-of-order``."""
+    return " and ".join(part for part in parts if part)

@@ -5,19 +5,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
-from fanout.lab.diagnosis._values import as_dict, code, count, num
-from fanout.lab.diagnosis._words import (
-    BREAK,
-    INFO,
-    WARN,
-    Verdict,
-    fmt_bytes,
-    fmt_codes,
-    fmt_int,
-    plural,
-    verdict,
-)
+from fanout.lab.diagnosis._values import code, count, num
+from fanout.lab.diagnosis._words import close_counts, either_and, plural
+from fanout.lab.document import Cause, Severity, Verdict, mapping
 
 TOO_BIG, SERVER_FULL, SLOW_CONSUMER, RATE_LIMITED = 1009, 1013, 4008, 4029
 #: HTTP statuses at the handshake that mean "full, come back later".
@@ -38,9 +30,9 @@ def _who(closed: int, total: int, word: str) -> str:
     if closed == total == 1:
         return f"the {word}"
     if closed == total:
-        return f"all {fmt_int(total)} {word}s"
+        return f"all {fmt.count(total)} {word}s"
     if total:
-        return f"{fmt_int(closed)} of {fmt_int(total)} {word}s"
+        return f"{fmt.count(closed)} of {fmt.count(total)} {word}s"
     return plural(closed, word)
 
 
@@ -58,10 +50,10 @@ def size_limit(run: Run) -> Verdict | None:
         who = _who(receivers, len(run.receivers), "receiver")
     else:
         who = plural(total, "connection")
-    of = f"messages of {fmt_bytes(size)}" if size is not None else "the messages"
-    return verdict(
-        "size_limit",
-        BREAK,
+    of = f"messages of {fmt.short_bytes(size)}" if size is not None else "the messages"
+    return Verdict(
+        Cause.SIZE_LIMIT,
+        Severity.BREAK,
         f"{of} closed {who} with 1009 (message too big)",
         {
             "close_code": TOO_BIG,
@@ -90,17 +82,17 @@ def _connect_counts(run: Run) -> tuple[int, dict[int, int], dict[str, int]]:
 
 
 def _out_of(run: Run) -> str:
-    return f" of {fmt_int(run.n_connections)}" if run.n_connections else ""
+    return f" of {fmt.count(run.n_connections)}" if run.n_connections else ""
 
 
 def connect_refused(run: Run) -> Verdict | None:
     refused, _, _ = _connect_counts(run)
     if not refused:
         return None
-    return verdict(
-        "connect_refused",
-        BREAK,
-        f"{fmt_int(refused)}{_out_of(run)} connections were refused: nothing was listening"
+    return Verdict(
+        Cause.CONNECT_REFUSED,
+        Severity.BREAK,
+        f"{fmt.count(refused)}{_out_of(run)} connections were refused: nothing was listening"
         " on the port, or its listen backlog was full",
         {
             "refused": refused,
@@ -121,10 +113,10 @@ def connect_limited(run: Run) -> Verdict | None:
     parts = [f"HTTP {status} × {n}" for status, n in sorted(limited.items())]
     if full:
         parts.append(f"close 1013 × {full}")
-    return verdict(
-        "connect_limited",
-        BREAK,
-        f"the server turned away {fmt_int(turned_away)}{_out_of(run)} connections as full"
+    return Verdict(
+        Cause.CONNECT_LIMITED,
+        Severity.BREAK,
+        f"the server turned away {fmt.count(turned_away)}{_out_of(run)} connections as full"
         f" ({', '.join(parts)})",
         {
             "turned_away": turned_away,
@@ -144,10 +136,10 @@ def connect_failed(run: Run) -> Verdict | None:
     if not failed:
         return None
     parts = ", ".join(f"{error} × {n}" for error, n in sorted(other.items(), key=lambda e: -e[1]))
-    return verdict(
-        "connect_failed",
-        BREAK,
-        f"{fmt_int(failed)}{_out_of(run)} connections failed to open ({parts})",
+    return Verdict(
+        Cause.CONNECT_FAILED,
+        Severity.BREAK,
+        f"{fmt.count(failed)}{_out_of(run)} connections failed to open ({parts})",
         {
             "failed": failed,
             "errors": dict(other),
@@ -158,19 +150,18 @@ def connect_failed(run: Run) -> Verdict | None:
 
 
 def rate_limited(run: Run) -> Verdict | None:
-    errors = sum(count(as_dict(s.get("errors")).get("rate_limited")) for s in run.senders)
+    errors = sum(count(mapping(s, "errors").get("rate_limited")) for s in run.senders)
     closed = max(run.closes(run.senders, RATE_LIMITED), run.close_codes[RATE_LIMITED])
     if not errors and not closed:
         return None
-    parts = []
-    if errors:
-        parts.append(f"{plural(errors, 'publish', 'publishes')} answered rate_limited")
-    if closed:
-        parts.append(f"{plural(closed, 'connection')} closed with 4029 (rate limited)")
-    return verdict(
-        "rate_limited",
-        WARN if closed else INFO,
-        f"the server rate-limited the senders: {' and '.join(parts)}",
+    how = either_and(
+        f"{plural(errors, 'publish', 'publishes')} answered rate_limited" if errors else "",
+        f"{plural(closed, 'connection')} closed with 4029 (rate limited)" if closed else "",
+    )
+    return Verdict(
+        Cause.RATE_LIMITED,
+        Severity.WARN if closed else Severity.INFO,
+        f"the server rate-limited the senders: {how}",
         {"rate_limited_errors": errors, "close_4029": closed, "sent": run.total("sent")},
     )
 
@@ -194,12 +185,14 @@ def unexpected_close(run: Run) -> Verdict | None:
     if not closed:
         return None
     cut_healthy = found[SLOW_CONSUMER]
-    summary = f"the server closed {plural(closed, 'healthy connection')} with {fmt_codes(found)}"
+    summary = f"the server closed {plural(closed, 'healthy connection')} with {close_counts(found)}"
     if cut_healthy:
-        summary += f"; {fmt_int(cut_healthy)} of them as slow consumers although they were reading"
-    return verdict(
-        "unexpected_close",
-        BREAK,
+        summary += (
+            f"; {fmt.count(cut_healthy)} of them as slow consumers although they were reading"
+        )
+    return Verdict(
+        Cause.UNEXPECTED_CLOSE,
+        Severity.BREAK,
         summary,
         {
             "closed": closed,

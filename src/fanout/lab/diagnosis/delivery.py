@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
+from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
 from fanout.lab.diagnosis._values import count, num
-from fanout.lab.diagnosis._words import (
-    BREAK,
-    INFO,
-    WARN,
-    Verdict,
-    fmt_int,
-    fmt_ms,
-    fmt_num,
-    fmt_pct,
-    plural,
-    verdict,
-)
+from fanout.lab.diagnosis._words import either_and, plural
+from fanout.lab.document import Cause, Severity, Verdict
 
 
 def loss(run: Run) -> Verdict | None:
@@ -25,25 +16,25 @@ def loss(run: Run) -> Verdict | None:
     holes, stuck = run.total("lost_holes"), run.total("lost_stuck")
     announced = run.total("gap_announced")
     share = 100 * run.lost / run.expected if run.expected else None
-    of = f" of {fmt_int(run.expected)}" if run.expected else ""
-    pct = f" ({fmt_pct(share)})" if share is not None else ""
-    summary = f"{fmt_int(run.lost)}{of} messages never reached the healthy receivers{pct}"
+    of = f" of {fmt.count(run.expected)}" if run.expected else ""
+    pct = f" ({fmt.short_pct(share)})" if share is not None else ""
+    summary = f"{fmt.count(run.lost)}{of} messages never reached the healthy receivers{pct}"
     if announced >= run.lost:
         summary += ", all of them announced by the server with gap frames"
-        severity = WARN
+        severity = Severity.WARN
     else:
-        severity = BREAK
+        severity = Severity.BREAK
         parts = []
         if holes:
-            parts.append(f"{fmt_int(holes)} missing between messages that did arrive")
+            parts.append(f"{fmt.count(holes)} missing between messages that did arrive")
         if stuck:
-            parts.append(f"{fmt_int(stuck)} after the last message a stream got")
+            parts.append(f"{fmt.count(stuck)} after the last message a stream got")
         if announced:
-            parts.append(f"{fmt_int(announced)} announced with gap frames")
+            parts.append(f"{fmt.count(announced)} announced with gap frames")
         if parts:
             summary += ": " + ", ".join(parts)
-    return verdict(
-        "loss",
+    return Verdict(
+        Cause.LOSS,
         severity,
         summary,
         {
@@ -66,11 +57,11 @@ def backpressure(run: Run) -> Verdict | None:
     if not skipped:
         return None
     attempted = run.total("sent") + skipped
-    return verdict(
-        "backpressure",
-        BREAK,
-        f"the server stopped reading the senders: {fmt_int(skipped)} of {fmt_int(attempted)}"
-        f" messages could not be sent ({fmt_pct(100 * skipped / attempted)})",
+    return Verdict(
+        Cause.BACKPRESSURE,
+        Severity.BREAK,
+        f"the server stopped reading the senders: {fmt.count(skipped)} of {fmt.count(attempted)}"
+        f" messages could not be sent ({fmt.short_pct(100 * skipped / attempted)})",
         {
             "skipped": skipped,
             "sent": run.total("sent"),
@@ -85,16 +76,14 @@ def misdelivery(run: Run) -> Verdict | None:
     duplicated, out_of_order = run.total("duplicated"), run.total("out_of_order")
     if not duplicated and not out_of_order:
         return None
-    parts = []
-    if duplicated:
-        parts.append(f"{fmt_int(duplicated)} duplicated")
-    if out_of_order:
-        parts.append(f"{fmt_int(out_of_order)} out-of-order")
-    return verdict(
-        "misdelivery",
-        BREAK,
-        f"the healthy receivers got {' and '.join(parts)} messages"
-        f" (of {fmt_int(run.delivered)} delivered)",
+    got = either_and(
+        f"{fmt.count(duplicated)} duplicated" if duplicated else "",
+        f"{fmt.count(out_of_order)} out-of-order" if out_of_order else "",
+    )
+    return Verdict(
+        Cause.MISDELIVERY,
+        Severity.BREAK,
+        f"the healthy receivers got {got} messages (of {fmt.count(run.delivered)} delivered)",
         {
             "duplicated": duplicated,
             "out_of_order": out_of_order,
@@ -110,14 +99,14 @@ def latency_slo(run: Run) -> Verdict | None:
         return None
     p50, worst = num(run.latency.get("p50")), num(run.latency.get("max"))
     detail = [
-        f"p50 {fmt_ms(p50)}" if p50 is not None else "",
-        f"max {fmt_ms(worst)}" if worst else "",
+        f"p50 {fmt.short_ms(p50)}" if p50 is not None else "",
+        f"max {fmt.short_ms(worst)}" if worst else "",
     ]
     extra = ", ".join(part for part in detail if part)
-    return verdict(
-        "latency_slo",
-        WARN,
-        f"p99 latency was {fmt_ms(p99)}, over the {fmt_ms(run.slo_ms)} objective"
+    return Verdict(
+        Cause.LATENCY_SLO,
+        Severity.WARN,
+        f"p99 latency was {fmt.short_ms(p99)}, over the {fmt.short_ms(run.slo_ms)} objective"
         + (f" ({extra})" if extra else ""),
         {
             "p99_ms": p99,
@@ -133,9 +122,9 @@ def latency_slo(run: Run) -> Verdict | None:
 def no_traffic(run: Run) -> Verdict | None:
     if run.expected or run.total("sent") or run.delivered:
         return None
-    return verdict(
-        "no_traffic",
-        WARN,
+    return Verdict(
+        Cause.NO_TRAFFIC,
+        Severity.WARN,
         "no message was sent, so this run measured nothing",
         {"sent": 0, "expected": 0, "delivered": 0, "senders": len(run.senders)},
     )
@@ -143,14 +132,18 @@ def no_traffic(run: Run) -> Verdict | None:
 
 def ok(run: Run) -> Verdict:
     p99 = run.p99_ms
-    latency = f", p99 {fmt_ms(p99)} (objective {fmt_ms(run.slo_ms)})" if p99 is not None else ""
+    latency = (
+        f", p99 {fmt.short_ms(p99)} (objective {fmt.short_ms(run.slo_ms)})"
+        if p99 is not None
+        else ""
+    )
     rate = run.achieved_deliveries_per_s
-    pace = f" at {fmt_num(rate)} deliveries/s" if rate else ""
-    return verdict(
-        "ok",
-        INFO,
+    pace = f" at {fmt.short(rate)} deliveries/s" if rate else ""
+    return Verdict(
+        Cause.OK,
+        Severity.INFO,
         f"the server kept up: {plural(run.n_stable, 'receiver')} got all"
-        f" {fmt_int(run.delivered)} messages{pace}{latency}",
+        f" {fmt.count(run.delivered)} messages{pace}{latency}",
         {
             "delivered": run.delivered,
             "expected": run.expected,

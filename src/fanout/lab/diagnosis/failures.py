@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fanout.lab.diagnosis._run import Run
-from fanout.lab.diagnosis._values import at, code, count, dicts, num, num0
-from fanout.lab.diagnosis._words import BREAK, WARN, Verdict, plural, verdict
+from fanout.lab.diagnosis._values import code, count, num, num0
+from fanout.lab.diagnosis._words import plural
+from fanout.lab.document import Cause, Severity, Verdict, objects
 
 #: Exception messages are cut to this length in summaries.
 MESSAGE_CHARS = 120
@@ -16,7 +17,7 @@ def _exceptions(run: Run) -> list[dict[str, Any]]:
     """The server's exceptions grouped by type, most frequent first; each keeps the
     message of its most frequent record and how many distinct messages there were."""
     groups: dict[str, dict[str, Any]] = {}
-    for exc in dicts(at(run.server, "exceptions")):
+    for exc in objects(run.server or {}, "exceptions"):
         kind = str(exc.get("type") or "Exception")
         message, n = str(exc.get("message") or ""), max(1, count(exc.get("count")))
         group = groups.setdefault(kind, {"type": kind, "message": message, "count": 0, "top": 0})
@@ -59,9 +60,9 @@ def handler_exception(run: Run) -> Verdict | None:
         summary += f", and {plural(len(exceptions) - 1, 'other exception type')}"
     dropped = _dropped_connections(run)
     harmful = run.lost > 0 or dropped > 0 or run.total("duplicated") > 0
-    return verdict(
-        "handler_exception",
-        BREAK if harmful else WARN,
+    return Verdict(
+        Cause.HANDLER_EXCEPTION,
+        Severity.BREAK if harmful else Severity.WARN,
         summary,
         {
             "type": top["type"],
@@ -77,15 +78,15 @@ def handler_exception(run: Run) -> Verdict | None:
 
 def server_exited(run: Run) -> Verdict | None:
     """The server process ended while the load was still being sent."""
-    exit_code = at(run.server, "exit_code")
+    exit_code = run.server.get("exit_code") if run.server else None
     if exit_code is None or not run.samples:
         return None
     last = num0(run.samples[-1].get("t"))
     if last >= run.send_end - 0.5:
         return None  # observed to the end: the exit code is the lab stopping it
-    return verdict(
-        "server_exited",
-        BREAK,
+    return Verdict(
+        Cause.SERVER_EXITED,
+        Severity.BREAK,
         f"the server exited with code {exit_code} at about t={last:.1f} s,"
         f" before sending ended at t={run.send_end:.1f} s",
         {

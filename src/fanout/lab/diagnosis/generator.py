@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
 from fanout.lab.diagnosis._values import mean, num, numbers
-from fanout.lab.diagnosis._words import WARN, Verdict, fmt_pct, verdict
+from fanout.lab.document import Cause, Severity, Verdict
 
 #: A generator process at or above this share of one core cannot be trusted to have
 #: offered the load it was asked to: the run is invalid.
@@ -17,7 +18,7 @@ def generator_cpu(run: Run) -> list[float]:
     if per_process:
         return per_process
     columns: dict[int, list[float]] = {}
-    for tick in run.timeline:
+    for tick in run.ticks:
         for i, cpu in enumerate(numbers(tick.get("generator_cpu"))):
             columns.setdefault(i, []).append(cpu)
     return [mean(columns[i]) or 0.0 for i in sorted(columns)]
@@ -41,7 +42,8 @@ def _name(index: int | None) -> str:
 
 def reasons(run: Run) -> list[str]:
     return [
-        f"{_name(i)} used {fmt_pct(cpu)} of a core (limit {fmt_pct(GENERATOR_CPU_LIMIT)}):"
+        f"{_name(i)} used {fmt.short_pct(cpu)} of a core"
+        f" (limit {fmt.short_pct(GENERATOR_CPU_LIMIT)}):"
         " the lab, not the server, may have been the bottleneck"
         for i, cpu in saturated_processes(run)
     ]
@@ -55,10 +57,10 @@ def generator_saturated(run: Run) -> Verdict | None:
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     cpus = generator_cpu(run)
     highest = num(run.generator.get("max_cpu_percent"))
-    return verdict(
-        "generator_saturated",
-        WARN,
-        f"the load generator was the bottleneck ({_name(index)}{more} at {fmt_pct(cpu)}"
+    return Verdict(
+        Cause.GENERATOR_SATURATED,
+        Severity.WARN,
+        f"the load generator was the bottleneck ({_name(index)}{more} at {fmt.short_pct(cpu)}"
         " of a core), so this run does not measure the server: use more generator processes",
         {
             "cpu_percent": cpus,

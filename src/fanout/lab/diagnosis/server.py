@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
-from fanout.lab.diagnosis._values import MIB, at, mean, median, num, num0, slope, thirds
-from fanout.lab.diagnosis._words import (
-    BREAK,
-    WARN,
-    Verdict,
-    fmt_bytes,
-    fmt_ms,
-    fmt_num,
-    fmt_pct,
-    plural,
-    verdict,
-)
+from fanout.lab.diagnosis._values import mean, median, num, num0, slope, thirds
+from fanout.lab.diagnosis._words import plural
+from fanout.lab.document import Cause, Severity, Verdict
+from fanout.lab.fmt import MIB
 
 #: A sample at or above this share of one core counts as the server being busy.
 CPU_BUSY_PERCENT = 90.0
@@ -38,7 +31,7 @@ def latency_growth(run: Run) -> tuple[float, float] | None:
     """(first third, last third) median p50 over the sending period, when it grew."""
     p50s = [
         p50
-        for tick in run.timeline
+        for tick in run.ticks
         if run.sending(num0(tick.get("t"))) and (p50 := num(tick.get("p50_ms"))) is not None
     ]
     if len(p50s) < 3:
@@ -81,35 +74,44 @@ def server_cpu(run: Run) -> Verdict | None:
         return None
 
     if deliveries_behind and offered and achieved is not None:
-        outcome = f", delivering {fmt_num(achieved)} of the {fmt_num(offered)} messages/s offered"
+        outcome = (
+            f", delivering {fmt.short(achieved)} of the {fmt.short(offered)} messages/s offered"
+        )
         if skipped:
             outcome += f" ({plural(skipped, 'message')} could not be sent: it stopped reading)"
     elif skipped:
         outcome = f", so it stopped reading and {plural(skipped, 'message')} could not be sent"
     elif sends_behind and asked and sent is not None:
-        outcome = f", so the senders got {fmt_num(sent)} of the {fmt_num(asked)} messages/s through"
+        outcome = (
+            f", so the senders got {fmt.short(sent)} of the {fmt.short(asked)} messages/s through"
+        )
     elif run.lost:
         outcome = f", and {plural(run.lost, 'message')} were lost"
     elif over_slo and p99 is not None:
-        outcome = f", and p99 latency reached {fmt_ms(p99)} (objective {fmt_ms(run.slo_ms)})"
+        outcome = (
+            f", and p99 latency reached {fmt.short_ms(p99)} (objective {fmt.short_ms(run.slo_ms)})"
+        )
     elif growth:
-        outcome = f", and median latency grew from {fmt_ms(growth[0])} to {fmt_ms(growth[1])}"
+        outcome = (
+            f", and median latency grew from {fmt.short_ms(growth[0])} to {fmt.short_ms(growth[1])}"
+        )
     else:
         outcome = ""
     if saturated:
         summary = (
-            f"the server was CPU-bound: {fmt_pct(cpu_mean)} of a core on average (peak"
-            f" {fmt_pct(cpu_max)}) for {fmt_pct(100 * busy_share)} of the sending period{outcome}"
+            f"the server was CPU-bound: {fmt.short_pct(cpu_mean)} of a core on average (peak"
+            f" {fmt.short_pct(cpu_max)}) for {fmt.short_pct(100 * busy_share)}"
+            f" of the sending period{outcome}"
         )
     else:
         summary = (
-            f"the server fell behind on its CPU{outcome}; it averaged {fmt_pct(cpu_mean)} of a"
-            f" core (peak {fmt_pct(cpu_max)}) without keeping a full one, so the machine was"
-            " likely short of CPU"
+            f"the server fell behind on its CPU{outcome}; it averaged"
+            f" {fmt.short_pct(cpu_mean)} of a core (peak {fmt.short_pct(cpu_max)}) without"
+            " keeping a full one, so the machine was likely short of CPU"
         )
-    return verdict(
-        "server_cpu",
-        BREAK if behind else WARN,
+    return Verdict(
+        Cause.SERVER_CPU,
+        Severity.BREAK if behind else Severity.WARN,
         summary,
         {
             "mean_cpu_percent": round(cpu_mean, 1),
@@ -117,7 +119,7 @@ def server_cpu(run: Run) -> Verdict | None:
             "busy_share": round(busy_share, 3),
             "saturated": saturated,
             "samples": len(cpus),
-            "machine_cpus": num(at(run.doc, "machine", "cpus")),
+            "machine_cpus": num(run.machine.get("cpus")),
             "offered_deliveries_per_s": offered,
             "achieved_deliveries_per_s": achieved,
             "asked_send_rate": asked,
@@ -149,11 +151,11 @@ def memory_growth(run: Run) -> Verdict | None:
     if parts[1] <= parts[0]:
         return None
     sent = run.total("sent")
-    return verdict(
-        "memory_growth",
-        BREAK if run.lost else WARN,
-        f"server memory grew from {fmt_bytes(start)} to {fmt_bytes(end)}"
-        f" (+{fmt_bytes(end - start)}, {fmt_num(rate / MIB)} MiB/s) and was still growing"
+    return Verdict(
+        Cause.MEMORY_GROWTH,
+        Severity.BREAK if run.lost else Severity.WARN,
+        f"server memory grew from {fmt.short_bytes(start)} to {fmt.short_bytes(end)}"
+        f" (+{fmt.short_bytes(end - start)}, {fmt.short(rate / MIB)} MiB/s) and was still growing"
         + (
             f" while {plural(run.lost, 'message')} were lost"
             if run.lost

@@ -6,19 +6,11 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
 
+from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
 from fanout.lab.diagnosis._values import code, count, mean, median, num, num0
-from fanout.lab.diagnosis._words import (
-    BREAK,
-    INFO,
-    Verdict,
-    fmt_bytes,
-    fmt_codes,
-    fmt_int,
-    fmt_pct,
-    plural,
-    verdict,
-)
+from fanout.lab.diagnosis._words import close_counts, plural
+from fanout.lab.document import Cause, Severity, Verdict
 
 #: A server send queue to the stalled sockets at least this large means the server was
 #: writing to them and they were not reading: the head of line. The healthy receivers'
@@ -48,13 +40,13 @@ def delivery_rates(run: Run) -> list[tuple[float, float]]:
     """(t, deliveries/s) per tick: ``deliveries_per_s``, else from cumulative ``delivered``."""
     rates = [
         (num0(tick.get("t")), rate)
-        for tick in run.timeline
+        for tick in run.ticks
         if (rate := num(tick.get("deliveries_per_s"))) is not None
     ]
     if rates:
         return rates
     previous_t, previous_delivered = 0.0, 0.0
-    for tick in run.timeline:
+    for tick in run.ticks:
         t, delivered = num0(tick.get("t")), num(tick.get("delivered"))
         if delivered is None or t <= previous_t:
             continue
@@ -157,23 +149,28 @@ def hol_blocking(run: Run) -> Verdict | None:
     readers = "a stalled reader" if run.n_slow == 1 else f"{run.n_slow} stalled readers"
     healthy = plural(run.n_stable, "healthy receiver")
     if stall is not None:
-        got = f"got {fmt_pct(stall.share_percent)} of the messages after t={stall.from_s:.1f} s"
+        got = (
+            f"got {fmt.short_pct(stall.share_percent)} of the messages after t={stall.from_s:.1f} s"
+        )
     else:
-        got = f"got {fmt_pct(100 * (share or 0))} of their messages, {fmt_int(stuck)} never came"
+        got = (
+            f"got {fmt.short_pct(100 * (share or 0))} of their messages,"
+            f" {fmt.count(stuck)} never came"
+        )
     if queues.slow is not None:
-        queued = fmt_bytes(queues.slow)
+        queued = fmt.short_bytes(queues.slow)
         sockets = "socket" if run.n_slow == 1 else "sockets"
         where = f" while the server's send queue to the stalled {sockets} stood at {queued}"
     elif queues.largest is not None and run.samples:
         where = (
-            f" while the server's largest send queue stood at {fmt_bytes(queues.largest)}"
+            f" while the server's largest send queue stood at {fmt.short_bytes(queues.largest)}"
             " (its sockets were not told apart)"
         )
     else:
         where = " (the server's socket queues were not observed)"
-    return verdict(
-        "hol_blocking",
-        BREAK,
+    return Verdict(
+        Cause.HOL_BLOCKING,
+        Severity.BREAK,
         f"{readers} held up the broadcast: {healthy} {got}{where}",
         {
             "slow_receivers": run.n_slow,
@@ -204,11 +201,11 @@ def slow_consumer_cut(run: Run) -> Verdict | None:
         if (close := code(receiver.get("close_code"))) is not None:
             codes[close] += 1
     cut = sum(codes.values())
-    return verdict(
-        "slow_consumer_cut",
-        INFO,
-        f"the server cut {plural(cut, 'slow receiver')} with {fmt_codes(codes)} and the"
-        f" {plural(run.n_stable, 'healthy receiver')} got all {fmt_int(run.expected)} messages",
+    return Verdict(
+        Cause.SLOW_CONSUMER_CUT,
+        Severity.INFO,
+        f"the server cut {plural(cut, 'slow receiver')} with {close_counts(codes)} and the"
+        f" {plural(run.n_stable, 'healthy receiver')} got all {fmt.count(run.expected)} messages",
         {
             "slow_receivers": run.n_slow,
             "slow_closed": cut,

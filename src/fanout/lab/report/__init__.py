@@ -14,17 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from fanout.lab.document import RUN_SCHEMA, SWEEP_SCHEMA, RunDoc, SweepDoc, SweepStep, Verdict
 from fanout.lab.report.html import render_html
-from fanout.lab.report.load import (
-    RUN_SCHEMA,
-    SWEEP_SCHEMA,
-    ReportError,
-    RunDoc,
-    SweepDoc,
-    SweepStep,
-    Verdict,
-    load_results,
-)
+from fanout.lab.report.load import ReportError, load_results
 from fanout.lab.report.names import derive_names
 from fanout.lab.report.plots import (
     compare_runs,

@@ -6,8 +6,8 @@ import itertools
 import statistics
 from collections.abc import Sequence
 
-from fanout.lab.report import fmt
-from fanout.lab.report.load import JSONObject, RunDoc, number
+from fanout.lab import fmt
+from fanout.lab.document import JSONObject, RunDoc, number
 
 
 def lost_fraction(totals: JSONObject) -> float | None:

@@ -14,9 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from fanout.lab.report import fmt, plots
-from fanout.lab.report.derive import lost_text, peak, server_cpu_per_delivery_us
-from fanout.lab.report.load import (
+from fanout.lab import fmt
+from fanout.lab.document import (
     JSONObject,
     RunDoc,
     SweepDoc,
@@ -29,6 +28,8 @@ from fanout.lab.report.load import (
     strings,
     text,
 )
+from fanout.lab.report import plots
+from fanout.lab.report.derive import lost_text, peak, server_cpu_per_delivery_us
 
 _CSS = """
 :root { --break: #b00020; --warn: #a15c00; --info: #1f5fa8; --ok: #1b7f3b; --muted: #666; }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from fanout.lab.report.load import RunDoc, SweepDoc, text
+from fanout.lab.document import RunDoc, SweepDoc, text
 
 
 def describe(doc: RunDoc | SweepDoc) -> str:

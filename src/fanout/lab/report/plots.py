@@ -30,9 +30,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 from matplotlib.typing import RcKeyType
 
-from fanout.lab.report import fmt
-from fanout.lab.report.derive import lost_fraction, server_cpu_per_delivery_us
-from fanout.lab.report.load import (
+from fanout.lab import fmt
+from fanout.lab.document import (
     JSONObject,
     RunDoc,
     SweepDoc,
@@ -40,6 +39,7 @@ from fanout.lab.report.load import (
     counts,
     number,
 )
+from fanout.lab.report.derive import lost_fraction, server_cpu_per_delivery_us
 
 WIDE = (8.0, 3.2)
 """Size in inches of a time-series plot."""

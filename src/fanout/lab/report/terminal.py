@@ -13,9 +13,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from fanout.lab.report import fmt
-from fanout.lab.report.derive import lost_fraction, lost_text, server_cpu_per_delivery_us
-from fanout.lab.report.load import (
+from fanout.lab import fmt
+from fanout.lab.document import (
     JSONObject,
     RunDoc,
     SweepDoc,
@@ -26,6 +25,7 @@ from fanout.lab.report.load import (
     strings,
     text,
 )
+from fanout.lab.report.derive import lost_fraction, lost_text, server_cpu_per_delivery_us
 
 _STYLES = {"break": "bold red", "warn": "yellow", "info": "cyan", "ok": "green"}
 

@@ -1,4 +1,14 @@
-"""Plain-text formatting of the numbers a report shows (HTML, terminal and plots)."""
+"""How the lab writes numbers: in the report's tables and plots, and in verdict summaries.
+
+Two registers, one module. A report's cells (HTML, terminal, plot labels) show a
+measurement with up to three significant digits and ``–`` for a missing value:
+:func:`count`, :func:`decimal`, :func:`ms`, :func:`percent` (of a fraction),
+:func:`size`, :func:`rate`. A verdict's summary is a sentence that rounds harder (two
+significant digits, no ``.0``): :func:`short`, :func:`short_ms`, :func:`short_pct`
+(of a percentage), :func:`short_bytes`. Whole counts read the same in both
+(:func:`count`). The summaries are stored in results documents, so neither register
+may change its output.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,10 @@ import math
 from collections.abc import Mapping
 
 MISSING = "–"
+KIB = 1024
+MIB = 1024 * 1024
+
+# -- in a report: tables and plots ----------------------------------------------------
 
 
 def count(value: float | None) -> str:
@@ -120,3 +134,36 @@ def code_counts(codes: Mapping[str, int]) -> str:
     if not codes:
         return "none"
     return ", ".join(f"{code}×{n:,}" for code, n in sorted(codes.items()))
+
+
+# -- in a sentence: verdict summaries -------------------------------------------------
+
+
+def short(value: float) -> str:
+    """A short decimal: 2.4, 12, 1,250."""
+    if abs(value) >= 100 or float(value).is_integer():
+        return count(value)
+    return f"{value:.1f}".removesuffix(".0") if abs(value) >= 10 else f"{value:.2g}"
+
+
+def short_pct(value: float) -> str:
+    """A percentage (``value`` is already in percent): ``0.012 %``, ``0.5 %``, ``92 %``."""
+    if 0 < value < 0.1:
+        return f"{value:.2g} %"
+    if 0 < value < 1:
+        return f"{value:.1f} %"
+    return f"{round(value)} %"
+
+
+def short_ms(value: float) -> str:
+    return f"{short(value)} ms"
+
+
+def short_bytes(value: float) -> str:
+    """A byte count: ``200 B``, ``64 KiB``, ``2.5 MiB``, ``1 GiB``."""
+    for unit, factor in (("GiB", 1024 * MIB), ("MiB", MIB), ("KiB", KIB)):
+        if value >= factor:
+            scaled = value / factor
+            shown = f"{scaled:.0f}" if scaled >= 100 or scaled.is_integer() else f"{scaled:.1f}"
+            return f"{shown.removesuffix('.0')} {unit}"
+    return f"{round(value)} B"
