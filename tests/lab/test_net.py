@@ -20,7 +20,7 @@ def test_free_port_is_free_and_avoids_what_it_is_told() -> None:
 def test_wait_until_returns_the_first_true_value_or_times_out() -> None:
     calls = iter([0, None, 7])
     assert wait_until(lambda: next(calls), 5, interval_s=0.001) == 7
-    with pytest.raises(TimeoutError, match="nothing: not within 0.05 s"):
+    with pytest.raises(TimeoutError, match=r"nothing: not within 0\.05 s"):
         wait_until(lambda: False, 0.05, interval_s=0.01, what="nothing")
 
 
