@@ -1,7 +1,7 @@
 """The checks every WebSocket handshake passes before it is accepted: Origin, then token.
 
 ``Gate.admit`` takes the handshake's headers, query and cookies and returns the
-connection's ``Access``, or raises ``Denied``; the endpoint answers a denial with
+connection's ``Access``, or raises ``HandshakeDenied``; the endpoint answers a denial with
 HTTP 403 and the reason, and never accepts the socket.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fanout.auth.origin import OriginPolicy
 from fanout.auth.tokens import TokenError, TokenVerifier
 from fanout.core.access import ANONYMOUS, Access
+from fanout.protocol.errors import HandshakeDenied
 
 BEARER = "bearer "
 
@@ -30,16 +31,6 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-class Denied(Exception):
-    """A handshake refused before accept: ``status`` is the HTTP answer."""
-
-    def __init__(self, reason: str, *, kind: str, status: int = 403) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind  # "origin", "token" or "room": the counter it bumps
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +53,7 @@ class Gate:
         """``headers`` with lower-case names."""
         host = headers.get("host")
         if self.loopback_host_only and not is_loopback_host(host):
-            raise Denied(
+            raise HandshakeDenied(
                 f"Host {str(host)[:100]!r} is not this machine: an anonymous hub on loopback"
                 " answers only to localhost and loopback addresses (configure auth, or"
                 " --allow-anonymous, to serve other names)",
@@ -70,12 +61,12 @@ class Gate:
             )
         refusal = self.origins.refusal(headers.get("origin"), host)
         if refusal is not None:
-            raise Denied(refusal, kind="origin")
+            raise HandshakeDenied(refusal, kind="origin")
         if self.verifier is None:
             return ANONYMOUS
         token = self.token_of(headers, query, cookies)
         if token is None:
-            raise Denied(
+            raise HandshakeDenied(
                 "no token: send 'Authorization: Bearer <token>', the"
                 f" '{self.cookie}' cookie, or the '{self.query_param}' query parameter",
                 kind="token",
@@ -83,7 +74,7 @@ class Gate:
         try:
             return self.verifier.verify(token)
         except TokenError as exc:
-            raise Denied(str(exc), kind="token") from exc
+            raise HandshakeDenied(str(exc), kind="token") from exc
 
     def token_of(
         self,
@@ -95,6 +86,8 @@ class Gate:
         authorization = headers.get("authorization")
         if authorization is not None:
             if not authorization.lower().startswith(BEARER):
-                raise Denied("the Authorization header must be 'Bearer <token>'", kind="token")
+                raise HandshakeDenied(
+                    "the Authorization header must be 'Bearer <token>'", kind="token"
+                )
             return authorization[len(BEARER) :].strip()
         return cookies.get(self.cookie) or query.get(self.query_param) or None

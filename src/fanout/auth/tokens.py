@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from fanout.auth.grants import GrantError, RoomGrants
 from fanout.core.access import Access
 from fanout.protocol.codes import ErrorCode
-from fanout.protocol.errors import FrameError
+from fanout.protocol.errors import AuthError, ConfigError, FrameError
 from fanout.protocol.frames import MAX_TOKEN_CHARS
 
 MIN_SECRET_BYTES = 32
@@ -41,11 +41,11 @@ KEY_ALGORITHMS: dict[str, frozenset[str]] = {
 _EC_DEFAULT = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
-class TokenError(ValueError):
+class TokenError(AuthError, ValueError):
     """A token that does not verify; the message says why, without echoing the token."""
 
 
-class KeyConfigError(ValueError):
+class KeyConfigError(ConfigError):
     """Auth settings that cannot work (short secret, algorithm not for this key)."""
 
 

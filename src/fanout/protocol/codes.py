@@ -10,6 +10,11 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     POLICY = 1008
     TOO_BIG = 1009
+    # Never sent: what a peer reports when the close frame carried no code (1005), or
+    # when the connection ended without a close frame at all (1006, e.g. after the
+    # close timeout's abort).
+    NO_STATUS = 1005
+    ABNORMAL = 1006
     INTERNAL = 1011
     SERVER_FULL = 1013
     SLOW_CONSUMER = 4008

@@ -1,12 +1,25 @@
-"""One exception tree for fanout.
+"""One exception tree for fanout, drawn once here.
 
 FanoutError
- +-- FrameError           a client frame is malformed: answer with an ``error`` frame
- +-- ProtocolViolation    the connection must close with a close code
- +-- BrokerError          the broker did not store a publish (or the outcome is unknown)
- |    +-- BrokerUnavailable
- |    +-- BrokerTimeout
- +-- StateError           an object was used in the wrong state (a programming error)
+ +-- FrameError            a client frame is refused: answered with an ``error`` frame
+ +-- ProtocolViolation     the connection must close with a close code
+ +-- BrokerError           a broker call failed: a publish was not stored, or its outcome
+ |    |                    is unknown (a retry by ``id`` is safe)
+ |    +-- BrokerUnavailable    no usable connection to the broker
+ |    |    +-- LinkError           (fanout.brokers.redis) a connection to Redis failed
+ |    +-- BrokerRefused        the broker answered with an error
+ |    |    +-- CommandError        (fanout.brokers.redis) Redis answered a command with -ERR
+ |    +-- BrokerTimeout        no answer in time
+ +-- AuthError             who the client is, or what it may do, cannot be established
+ |    +-- TokenError           (fanout.auth.tokens) a token that does not verify
+ |    +-- HandshakeDenied      a handshake refused before accept (answered with HTTP 403)
+ +-- ConfigError           settings that cannot work (also a ValueError)
+ |    +-- KeyConfigError       (fanout.auth.tokens) a key that cannot verify tokens safely
+ +-- StateError            an object used in a state that does not allow it (a bug)
+
+Causes are chained (``raise ... from exc``). What an error becomes on the wire is decided
+in one place, ``fanout.core.errormap``; a broker maps its own client library's errors
+into this tree once, at its boundary.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ class ProtocolViolation(FanoutError):
 
 
 class BrokerError(FanoutError):
-    """A publish was not stored, or its outcome is unknown; a retry by ``id`` is safe."""
+    """A broker call failed; for a publish: not stored, or its outcome is unknown."""
 
     code = ErrorCode.UNAVAILABLE
 
@@ -47,8 +60,31 @@ class BrokerUnavailable(BrokerError):
     code = ErrorCode.UNAVAILABLE
 
 
+class BrokerRefused(BrokerError):
+    code = ErrorCode.UNAVAILABLE
+
+
 class BrokerTimeout(BrokerError):
     code = ErrorCode.TIMEOUT
+
+
+class AuthError(FanoutError):
+    """Who the client is, or what it may do, cannot be established."""
+
+
+class HandshakeDenied(AuthError):
+    """A handshake refused before accept: ``status`` is the HTTP answer, ``kind`` the
+    refusal counter it bumps (``origin``, ``token`` or ``room``)."""
+
+    def __init__(self, reason: str, *, kind: str, status: int = 403) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.status = status
+
+
+class ConfigError(FanoutError, ValueError):
+    """Settings that cannot work; ``fanout serve`` prints the reason and exits 2."""
 
 
 class StateError(FanoutError):

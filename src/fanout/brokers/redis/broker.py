@@ -20,15 +20,22 @@ from collections.abc import AsyncIterator
 import hiredis
 
 from fanout.backoff import Backoff
-from fanout.brokers.base import BrokerListener, History, Published
 from fanout.brokers.redis import scripts
-from fanout.brokers.redis.commands import CommandError, CommandLink, Script
+from fanout.brokers.redis.commands import CommandLink, Script
 from fanout.brokers.redis.feeds import Feed, Sequencer
 from fanout.brokers.redis.layout import RoomKeys, encode_data, parse_entry, parse_envelope
-from fanout.brokers.redis.link import LinkError, PubSubLink
+from fanout.brokers.redis.link import PubSubLink
 from fanout.brokers.redis.options import RedisBrokerOptions
+from fanout.brokers.redis.resp import CommandError, LinkError
+from fanout.core.broker import BrokerListener, History, Published
 from fanout.protocol.envelope import Payload
-from fanout.protocol.errors import BrokerError, BrokerTimeout, BrokerUnavailable, StateError
+from fanout.protocol.errors import (
+    BrokerError,
+    BrokerRefused,
+    BrokerTimeout,
+    BrokerUnavailable,
+    StateError,
+)
 
 log = logging.getLogger("fanout.redis")
 
@@ -161,7 +168,7 @@ class RedisBroker:
 
     @contextlib.asynccontextmanager
     async def _calling(self, what: str, *, trip: bool = True) -> AsyncIterator[CommandLink]:
-        """Redis errors as the hub's BrokerErrors: never a false success.
+        """Redis' errors mapped to the hub's BrokerErrors, here only: never a false success.
 
         Fails at once while Redis is known down (a command or ping timed out or found no
         connection, and no ping has succeeded since; the health watcher's next good ping
@@ -176,8 +183,6 @@ class RedisBroker:
             raise BrokerUnavailable(self._command_down)
         try:
             yield self._commands
-        except BrokerError:
-            raise
         except TimeoutError as exc:
             if trip:
                 self._commands_failed(
@@ -187,12 +192,12 @@ class RedisBroker:
             raise BrokerTimeout(
                 f"redis did not answer the {what} within {self.options.timeout_s} s"
             ) from exc
-        except OSError as exc:
+        except (LinkError, OSError) as exc:
             if trip:
                 self._commands_failed(f"redis {self._target} unreachable: {exc}")
             raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
         except CommandError as exc:
-            raise BrokerUnavailable(f"redis refused the {what}: {exc}") from exc
+            raise BrokerRefused(f"redis refused the {what}: {exc}") from exc
 
     def _commands_failed(self, reason: str) -> None:
         if self._command_down is None:
@@ -348,7 +353,7 @@ class RedisBroker:
                 if self._command_down is not None:
                     log.warning("redis %s answers again", self._target)
                 self._command_down = None
-            except (TimeoutError, CommandError, OSError) as exc:
+            except (TimeoutError, BrokerError, OSError) as exc:
                 reason = f"redis {self._target} did not answer a ping within {opts.timeout_s} s"
                 if not isinstance(exc, TimeoutError):
                     reason = f"redis {self._target} unreachable: {exc}"

@@ -18,16 +18,18 @@ from typing import Any
 
 import hiredis
 
-from fanout.brokers.redis.link import LinkError, auth_command, encode_command, open_stream
 from fanout.brokers.redis.options import RedisTarget
+from fanout.brokers.redis.resp import (
+    CommandError,
+    LinkError,
+    ReplyReader,
+    auth_command,
+    encode_command,
+    open_stream,
+)
 
-_READ_CHUNK = 256 * 1024
 # Above this many unsent bytes a caller waits for the socket before adding more.
 _WRITE_HIGH_WATER = 4 * 1024 * 1024
-
-
-class CommandError(Exception):
-    """Redis answered a command with an error (OOM, NOSCRIPT, WRONGPASS, ...)."""
 
 
 @dataclass(frozen=True)
@@ -50,21 +52,17 @@ class _Connection:
         self.closed = False
 
     async def read_replies(self) -> None:
-        parser = hiredis.Reader()
+        replies = ReplyReader(self.reader)
         waiting = self.waiting
         try:
             while True:
-                chunk = await self.reader.read(_READ_CHUNK)
-                if not chunk:
-                    raise LinkError("redis closed the connection")
-                parser.feed(chunk)
-                while (reply := parser.gets()) is not False:
-                    if not waiting:
-                        raise LinkError("redis sent a reply nobody asked for")
-                    future = waiting.popleft()
-                    if not future.done():  # a caller that gave up is not answered
-                        future.set_result(reply)
-        except (OSError, asyncio.CancelledError) as exc:
+                reply = await replies.next()
+                if not waiting:
+                    raise LinkError("redis sent a reply nobody asked for")
+                future = waiting.popleft()
+                if not future.done():  # a caller that gave up is not answered
+                    future.set_result(reply)
+        except (LinkError, OSError, asyncio.CancelledError) as exc:
             self.fail(exc if isinstance(exc, LinkError) else LinkError(f"redis link lost: {exc}"))
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -15,9 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fanout.backoff import Backoff
-from fanout.brokers.base import BrokerListener, History
-from fanout.brokers.redis.commands import CommandError
+from fanout.core.broker import BrokerListener, History
 from fanout.protocol.envelope import Message
+from fanout.protocol.errors import BrokerError
 
 log = logging.getLogger("fanout.redis")
 
@@ -160,7 +160,7 @@ class Sequencer:
             feed.again = False
             try:
                 await self._fill(feed)
-            except (CommandError, OSError, TimeoutError) as exc:
+            except (BrokerError, OSError, TimeoutError) as exc:
                 delay = self._backoff.delay(attempt)
                 log.warning(
                     "room %r: catching up failed (%s); again in %.2f s", feed.room, exc, delay

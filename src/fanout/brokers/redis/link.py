@@ -8,58 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from typing import Any
 
 import hiredis
 
 from fanout.brokers.redis.options import RedisTarget
-
-_READ_CHUNK = 256 * 1024
-
-
-def encode_command(*args: str | bytes) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        raw = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
-
-
-class LinkError(ConnectionError):
-    """A connection to Redis failed: closed, timed out, or Redis answered with an error."""
-
-
-async def open_stream(target: RedisTarget) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP (or TLS, for rediss://) connection to ``target``; LinkError if refused."""
-    context = ssl.create_default_context() if target.tls else None
-    try:
-        return await asyncio.open_connection(
-            target.host, target.port, ssl=context, limit=_READ_CHUNK
-        )
-    except OSError as exc:
-        raise LinkError(f"cannot connect to {target}: {exc}") from exc
-
-
-def auth_command(target: RedisTarget) -> tuple[str, ...] | None:
-    """The AUTH command the URL asks for, if it has a password."""
-    if target.password is None:
-        return None
-    return (
-        ("AUTH", target.username, target.password)
-        if target.username
-        else (
-            "AUTH",
-            target.password,
-        )
-    )
+from fanout.brokers.redis.resp import (
+    LinkError,
+    ReplyReader,
+    auth_command,
+    encode_command,
+    open_stream,
+)
 
 
 class PubSubLink:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
+        self._replies = ReplyReader(reader, "pub/sub link")
         self._writer = writer
-        self._parser = hiredis.Reader()
 
     @classmethod
     async def open(cls, target: RedisTarget, timeout_s: float) -> PubSubLink:
@@ -84,17 +50,7 @@ class PubSubLink:
 
     async def read_one(self) -> Any:
         """The next reply or push; raises LinkError when the connection ends."""
-        while True:
-            reply = self._parser.gets()
-            if reply is not False:  # False: no complete reply buffered yet
-                return reply
-            try:
-                chunk = await self._reader.read(_READ_CHUNK)
-            except OSError as exc:
-                raise LinkError(f"pub/sub link lost: {exc}") from exc
-            if not chunk:
-                raise LinkError("redis closed the pub/sub link")
-            self._parser.feed(chunk)
+        return await self._replies.next()
 
     def close(self) -> None:
         self._writer.close()
