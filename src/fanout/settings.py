@@ -1,4 +1,9 @@
-"""Every setting and limit, with its default and meaning. The environment is read here only."""
+"""Every setting and limit, with its default and meaning. The environment is read here only.
+
+This module is data: the schema, the environment, checks of single values. It imports
+nothing from fanout; ``fanout.asgi.wiring`` turns settings into a hub, a broker and the
+handshake checks (and refuses, at start, what cannot work together).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,7 @@ import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from fanout.brokers.memory import MemoryBrokerLimits
-from fanout.core.hub import HubLimits
-from fanout.core.outbox import OutboxLimits
-
-if TYPE_CHECKING:
-    from fanout.auth.handshake import Gate
-    from fanout.brokers.redis.options import RedisBrokerOptions
+from typing import Any
 
 MiB = 1024 * 1024
 ENV_PREFIX = "FANOUT_"
@@ -178,104 +175,24 @@ class Settings:
             raise ValueError("handshake_timeout_s must be > 0 and idle_timeout_s >= 0")
         if self.max_header_bytes < 1024:
             raise ValueError("max_header_bytes must be >= 1024")
-        self.gate()
-        self.check_exposure()
-        if not 0 < self.port < 65536 and self.port != 0:
-            raise ValueError("port must be 0-65535")
-        self.hub_limits()
-        self.memory_broker_limits()
-        if self.broker != "memory":
-            self.redis_broker_options()
-
-    def hub_limits(self) -> HubLimits:
-        return HubLimits(
-            max_connections=self.max_connections,
-            max_rooms_per_connection=self.max_rooms_per_connection,
-            max_connections_per_ip=self.max_connections_per_ip,
-            room_pattern=self.room_pattern,
-            publish_timeout_s=self.publish_timeout_s,
-            close_timeout_s=self.close_timeout_s,
-            shutdown_flush_s=self.shutdown_flush_s,
-            outbox=OutboxLimits(
-                max_messages=self.outbox_max_messages, max_bytes=self.outbox_max_bytes
-            ),
-        )
-
-    def memory_broker_limits(self) -> MemoryBrokerLimits:
-        return MemoryBrokerLimits(
-            history_max_messages=self.history_max_messages,
-            history_max_bytes=self.history_max_bytes,
-            history_total_max_bytes=self.history_total_max_bytes,
-            max_rooms=self.max_rooms,
-            idempotency_max_ids=self.idempotency_max_ids,
-            idempotency_ttl_s=self.idempotency_ttl_s,
-        )
-
-    def redis_broker_options(self) -> RedisBrokerOptions:
-        """The Redis broker's options; raises ValueError for a URL that is not redis://."""
-        from fanout.brokers.redis.options import RedisBrokerOptions
-
-        if not self.broker.startswith(("redis://", "rediss://")):
-            raise ValueError(
-                f"broker must be 'memory' or a redis://HOST:PORT/DB URL, got {self.broker!r}"
-            )
-        return RedisBrokerOptions(
-            url=self.broker,
-            key_prefix=self.redis_key_prefix,
-            history_max_messages=self.history_max_messages,
-            history_max_bytes=self.history_max_bytes,
-            idempotency_max_ids=self.idempotency_max_ids,
-            idempotency_ttl_s=self.idempotency_ttl_s,
-            room_ttl_s=self.redis_room_ttl_s,
-            timeout_s=self.redis_timeout_s,
-            health_interval_s=self.redis_health_interval_s,
-            reconnect_max_s=self.redis_reconnect_max_s,
-        )
-
-    @property
-    def auth_enabled(self) -> bool:
-        return bool(self.auth_secret or self.auth_secret_file or self.auth_public_key_file)
-
-    def gate(self) -> Gate:
-        """The handshake checks; raises ValueError for auth settings that cannot work."""
-        from fanout.auth.handshake import Gate
-        from fanout.auth.origin import OriginPolicy
-        from fanout.auth.tokens import TokenVerifier
-
-        origins = OriginPolicy.parse(self.allowed_origins)
         keys = [
             k for k in ("secret", "secret_file", "public_key_file") if getattr(self, "auth_" + k)
         ]
         if len(keys) > 1:
             raise ValueError("give one of auth_secret, auth_secret_file, auth_public_key_file")
-        algorithms = tuple(a.strip() for a in self.auth_algorithms.split(",") if a.strip())
-        options: dict[str, Any] = {
-            "audience": self.auth_audience or None,
-            "issuer": self.auth_issuer or None,
-            "leeway_s": self.auth_leeway_s,
-        }
-        verifier: TokenVerifier | None = None
-        if self.auth_secret:
-            verifier = TokenVerifier.for_secret(self.auth_secret, algorithms, **options)
-        elif self.auth_secret_file:
-            verifier = TokenVerifier.for_secret(
-                _read(self.auth_secret_file, "auth_secret_file").decode().strip(),
-                algorithms,
-                **options,
-            )
-        elif self.auth_public_key_file:
-            verifier = TokenVerifier.for_public_key(
-                _read(self.auth_public_key_file, "auth_public_key_file"), algorithms, **options
-            )
-        elif algorithms:
+        if self.auth_algorithm_names and not keys:
             raise ValueError("auth_algorithms needs a key: auth_secret or auth_public_key_file")
-        return Gate(
-            origins=origins,
-            verifier=verifier,
-            cookie=self.auth_cookie,
-            query_param=self.auth_query_param,
-            loopback_host_only=verifier is None and not self.allow_anonymous,
-        )
+        self.check_exposure()
+        if not 0 <= self.port < 65536:
+            raise ValueError("port must be 0-65535")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_secret or self.auth_secret_file or self.auth_public_key_file)
+
+    @property
+    def auth_algorithm_names(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.auth_algorithms.split(",") if a.strip())
 
     def check_exposure(self) -> None:
         """Refuse to serve anonymous clients beyond this machine unless told to."""
@@ -338,11 +255,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _read(path: str, name: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise ValueError(f"{name}: cannot read {path}: {exc.strerror}") from exc

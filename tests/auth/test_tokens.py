@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fanout.asgi.wiring import wire
 from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import KeyConfigError, TokenError, TokenVerifier, mint_token
 from fanout.protocol.codes import ErrorCode
@@ -145,7 +146,7 @@ def test_a_secret_shorter_than_32_bytes_is_refused_at_configuration_with_a_clear
     assert "secrets.token_urlsafe" in str(info.value)  # and how to make a good one
     TokenVerifier.for_secret("x" * 32)  # exactly 32 is enough
     with pytest.raises(ValueError, match="at least 32 bytes"):
-        Settings(auth_secret="too short")
+        wire(Settings(auth_secret="too short"))
 
 
 def test_32_bytes_means_bytes_not_characters() -> None:

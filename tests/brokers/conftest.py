@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fanout.brokers.base import Broker
+from fanout.asgi.wiring import memory_broker_limits, redis_broker_options
 from fanout.brokers.memory import MemoryBroker, MemoryBrokerLimits
 from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
+from fanout.core.broker import Broker
 from fanout.protocol.envelope import Message
+from fanout.settings import Settings
 from tests.support.redis import RedisServer
 
 
@@ -49,9 +53,19 @@ class Recorder:
 BrokerFactory = Callable[[int, int], Broker]
 
 
+def memory_limits(**changes: Any) -> MemoryBrokerLimits:
+    """The default limits (``fanout.settings``) with ``changes``."""
+    return dataclasses.replace(memory_broker_limits(Settings()), **changes)
+
+
+def redis_options(url: str, **changes: Any) -> RedisBrokerOptions:
+    """The default options (``fanout.settings``) for ``url``, with ``changes``."""
+    return dataclasses.replace(redis_broker_options(Settings(broker=url)), **changes)
+
+
 def _memory(history_max_messages: int, history_max_bytes: int) -> Broker:
     return MemoryBroker(
-        MemoryBrokerLimits(
+        memory_limits(
             history_max_messages=history_max_messages, history_max_bytes=history_max_bytes
         )
     )
@@ -80,8 +94,8 @@ def broker_factory(request: pytest.FixtureRequest) -> BrokerFactory:
 
     def _redis(history_max_messages: int, history_max_bytes: int) -> Broker:
         return RedisBroker(
-            RedisBrokerOptions(
-                url=redis.url,
+            redis_options(
+                redis.url,
                 key_prefix=prefix,
                 history_max_messages=history_max_messages,
                 history_max_bytes=history_max_bytes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fanout.brokers.base import Broker
+from fanout.core.broker import Broker
 from tests.brokers.conftest import BrokerFactory, Recorder
 
 Started = tuple[Broker, Recorder]

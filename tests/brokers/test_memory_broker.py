@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.brokers.memory import MemoryBroker, MemoryBrokerLimits
-from tests.brokers.conftest import Recorder
+from fanout.brokers.memory import MemoryBroker
+from tests.brokers.conftest import Recorder, memory_limits
 
 
 async def _started(**limits: float) -> MemoryBroker:
-    broker = MemoryBroker(MemoryBrokerLimits(**limits))  # type: ignore[arg-type]
+    broker = MemoryBroker(memory_limits(**limits))
     await broker.start(Recorder())
     return broker
 
@@ -62,12 +62,12 @@ async def test_ids_are_forgotten_past_the_time_window() -> None:
 @pytest.mark.parametrize("field", ["history_max_messages", "history_max_bytes", "max_rooms"])
 def test_limits_below_one_are_refused(field: str) -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        MemoryBrokerLimits(**{field: 0})
+        memory_limits(**{field: 0})
 
 
 async def test_when_every_room_is_in_use_a_new_room_still_works_beyond_max_rooms() -> None:
     recorder = Recorder()
-    broker = MemoryBroker(MemoryBrokerLimits(max_rooms=1))
+    broker = MemoryBroker(memory_limits(max_rooms=1))
     await broker.start(recorder)
     await broker.attach("a")
     await broker.attach("b")

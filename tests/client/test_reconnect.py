@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fanout.brokers.base import Published
 from fanout.client import Ack, Client, ConnectFailed, Disconnected, Message, Subscribed
+from fanout.core.broker import Published
 from fanout.core.connection import Connection
 from fanout.core.consumer import ConnectionInfo, Consumer
 from fanout.core.hub import Hub

@@ -26,4 +26,4 @@ def test_an_outbox_refuses_the_frame_past_its_byte_limit() -> None:
 @pytest.mark.parametrize("kwargs", [{"max_messages": 0}, {"max_bytes": 0}])
 def test_outbox_limits_must_be_positive(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=">= 1"):
-        OutboxLimits(**kwargs)
+        OutboxLimits(**{"max_messages": 1, "max_bytes": 1, **kwargs})

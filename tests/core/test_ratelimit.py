@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.auth.ratelimit import RateLimiter, TokenBucket, Verdict
+from fanout.core.ratelimit import RateLimiter, TokenBucket, Verdict
 
 T0 = 1024.0
 TICK = 0.125  # one frame token at 8 frames/s

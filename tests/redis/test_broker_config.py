@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
+from fanout.asgi.wiring import wire
+from fanout.brokers.redis import RedisBroker
 from fanout.settings import Settings
-from tests.brokers.conftest import Recorder
+from tests.brokers.conftest import Recorder, redis_options
 from tests.support.redis import RedisServer
 from tests.support.servers import free_port, stop_process
 
@@ -22,7 +23,8 @@ from tests.support.servers import free_port, stop_process
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("mysql://127.0.0.1/0", "broker must be 'memory' or a redis://HOST:PORT/DB URL"),
+        ("mysql://127.0.0.1/0", "the known brokers are memory, redis://"),
+        ("garbage", "unknown broker 'garbage'"),
         ("redis://", "names no host"),
         ("redis://127.0.0.1:notaport/0", "redis://127.0.0.1:notaport/0"),
         ("redis://127.0.0.1:6379/zero", "redis://127.0.0.1:6379/zero"),
@@ -41,7 +43,7 @@ def test_a_bad_broker_url_stops_the_server_before_it_starts(url: str, message: s
 
 def test_a_bad_key_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="key_prefix"):
-        Settings(broker="redis://127.0.0.1:1/0", redis_key_prefix="a{b}")
+        wire(Settings(broker="redis://127.0.0.1:1/0", redis_key_prefix="a{b}"))
 
 
 _FAST_DETECTION = ["--redis-timeout-s", "0.5", "--redis-health-interval-s", "0.2"]
@@ -98,8 +100,8 @@ async def test_a_wrong_redis_password_is_reported_as_unhealthy(tmp_path: Path) -
     try:
         redis.command("CONFIG", "SET", "requirepass", "right")
         broker = RedisBroker(
-            RedisBrokerOptions(
-                url=f"redis://:wrong@127.0.0.1:{redis.port}/0",
+            redis_options(
+                f"redis://:wrong@127.0.0.1:{redis.port}/0",
                 timeout_s=0.5,
                 health_interval_s=0.1,
             )
@@ -122,7 +124,7 @@ async def test_a_redis_that_went_back_in_time_makes_a_new_epoch_not_reused_offse
 ) -> None:
     """Redis restored from an older snapshot: offsets 4..5 would be handed out again with
     other contents. The node that delivered them notices and starts a new epoch."""
-    options = RedisBrokerOptions(url=redis_server.url, timeout_s=0.5, health_interval_s=0.1)
+    options = redis_options(redis_server.url, timeout_s=0.5, health_interval_s=0.1)
     node, recorder = RedisBroker(options), Recorder()
     await node.start(recorder)
     try:

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from fanout.brokers.base import Published
 from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
+from fanout.core.broker import Published
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import BrokerError
+from tests.brokers.conftest import redis_options
 from tests.client.support import TcpProxy
 from tests.support.redis import RedisServer
 
@@ -90,14 +91,13 @@ class Listener:
 
 
 def options(url: str, **overrides: Any) -> RedisBrokerOptions:
-    settings: dict[str, Any] = {
-        "url": url,
-        "timeout_s": TIMEOUT_S,
-        "health_interval_s": HEALTH_INTERVAL_S,
-        "reconnect_max_s": RECONNECT_MAX_S,
+    return redis_options(
+        url,
+        timeout_s=TIMEOUT_S,
+        health_interval_s=HEALTH_INTERVAL_S,
+        reconnect_max_s=RECONNECT_MAX_S,
         **overrides,
-    }
-    return RedisBrokerOptions(**settings)
+    )
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from fanout.apps.chat import ChatConsumer
 from fanout.asgi.app import create_app
 from fanout.asgi.endpoint import ConsumerFactory
 from fanout.asgi.server import uvicorn_config
@@ -45,9 +46,10 @@ class RunningHub:
 async def running_hub(
     settings: Settings | None = None, *, consumer: ConsumerFactory | None = None
 ) -> AsyncIterator[RunningHub]:
-    """A real uvicorn server with fanout's direct transport, in this event loop."""
+    """A real uvicorn server with fanout's direct transport, in this event loop; by
+    default with the chat page's consumer, as ``fanout serve`` runs it."""
     settings = (settings or Settings()).replace(port=free_port())
-    app = create_app(settings, consumer=consumer)
+    app = create_app(settings, consumer=consumer or ChatConsumer)
     server = uvicorn.Server(uvicorn_config(settings, app, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:

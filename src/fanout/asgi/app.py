@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
+from fanout.asgi.wiring import wire
 from fanout.auth import redact
-from fanout.brokers.base import Broker
-from fanout.brokers.factory import broker_label, make_broker
+from fanout.core.broker import Broker
+from fanout.core.consumer import Consumer
 from fanout.core.hub import Hub
 from fanout.settings import Settings
 
@@ -27,13 +28,13 @@ def create_app(
     consumer: ConsumerFactory | None = None,
     broker: Broker | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving one hub. ``consumer`` defaults to the chat consumer."""
-    settings = settings or Settings()
-    hub = Hub(broker or make_broker(settings), settings.hub_limits())
-    if consumer is None:
-        from fanout.apps.chat import ChatConsumer
+    """A FastAPI app serving one hub; ConfigError if the settings cannot work.
 
-        consumer = ChatConsumer
+    ``consumer`` builds each connection's handlers (default: the base ``Consumer``,
+    which broadcasts plain frames and allows every ``fanout.v1`` request)."""
+    settings = settings or Settings()
+    wiring = wire(settings, broker)
+    hub = wiring.hub
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +53,7 @@ def create_app(
     app.state.hub = hub
     app.state.settings = settings
     redact.install(settings.auth_query_param)
-    endpoint = Endpoint(hub, consumer, settings)
+    endpoint = Endpoint(hub, consumer or Consumer, wiring.gate, wiring.session)
     app.add_api_websocket_route("/ws", endpoint)
     app.add_api_websocket_route("/ws/{room}", endpoint)
 
@@ -66,7 +67,7 @@ def create_app(
             reason = f"broker did not answer within {HEALTH_TIMEOUT_S} s"
         body = {
             "status": "ok" if reason is None else "unavailable",
-            "broker": broker_label(settings.broker),
+            "broker": wiring.broker_label,
             "connections": len(hub.connections),
             "rooms": hub.room_count,
         }

@@ -65,8 +65,9 @@ class DirectTransport:
             return
         p.conn.send_close(code, reason)
         p.transport.write(b"".join(p.conn.data_to_send()))
+        # From now on uvicorn discards received frames; its disconnect event, when the
+        # peer's close reply arrives or the timer below aborts, ends the endpoint's pump.
         p.close_sent = True
-        p.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         if p.read_paused:
             # Keep reading so the peer's close reply is seen and ends the handshake.
             p.read_paused = False
@@ -89,7 +90,11 @@ class _QuietClientErrors(logging.Filter):
         return True
 
 
-logging.getLogger("uvicorn.error").addFilter(_QuietClientErrors())
+def quiet_client_errors() -> None:
+    """Install the filter on uvicorn's error log (once; called by ``uvicorn_config``)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietClientErrors) for f in logger.filters):
+        logger.addFilter(_QuietClientErrors())
 
 
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
@@ -12,34 +12,27 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from fanout.asgi.app import create_app
-from fanout.asgi.direct import FanoutWebSocketProtocol
+from fanout.asgi.direct import FanoutWebSocketProtocol, quiet_client_errors
 from fanout.asgi.http import FanoutConfig, FanoutHttpProtocol
 from fanout.settings import Settings
-
-# What each worker process imports and calls to build its app (uvicorn ``factory=True``).
-APP_FACTORY = "fanout.asgi.server:create_app_from_env"
-
-
-def create_app_from_env() -> FastAPI:
-    """The app of one worker process, from the ``FANOUT_*`` variables its parent set."""
-    return create_app(Settings.from_env())
 
 
 def uvicorn_config(
     settings: Settings,
-    app: FastAPI | None = None,
+    app: FastAPI | str,
     *,
     log_level: str = "info",
     workers: int = 1,
 ) -> uvicorn.Config:
-    """uvicorn's config. With ``workers > 1`` each worker builds its own app with
-    ``APP_FACTORY``, since an app object cannot be handed to another process."""
-    if workers > 1 and app is not None:
-        raise ValueError("with workers > 1 each worker builds its app: pass no app")
+    """uvicorn's config. ``app`` is the app, or with ``workers > 1`` the import path
+    (``"module:function"``) of a function that builds it from the ``FANOUT_*``
+    environment in each worker, since an app object cannot be handed to another process."""
+    if workers > 1 and not isinstance(app, str):
+        raise ValueError("with workers > 1 each worker builds its app: pass its import path")
+    quiet_client_errors()
     return FanoutConfig(
-        APP_FACTORY if workers > 1 else app or create_app(settings),
-        factory=workers > 1,
+        app,
+        factory=isinstance(app, str),
         workers=workers,
         host=settings.host,
         port=settings.port,
@@ -101,8 +94,8 @@ class _Supervisor(Multiprocess):
         super().handle_term()
 
 
-def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
-    config = uvicorn_config(settings, log_level=log_level, workers=workers)
+def _serve_workers(settings: Settings, app_factory: str, workers: int, log_level: str) -> None:
+    config = uvicorn_config(settings, app_factory, log_level=log_level, workers=workers)
     # Workers are spawned (fresh interpreters): they inherit the environment, so every
     # setting given on the command line reaches them as FANOUT_<NAME>.
     with _environment(settings.to_env()):
@@ -120,11 +113,19 @@ def _serve_workers(settings: Settings, workers: int, log_level: str) -> None:
         signal.raise_signal(supervisor.stop_signal)
 
 
-def serve(settings: Settings, *, log_level: str = "info", workers: int = 1) -> None:
-    """Serve until SIGTERM/SIGINT. ``workers > 1`` runs that many processes on one port,
-    which needs the Redis broker (see ``check_workers``)."""
+def serve(
+    settings: Settings,
+    app: Callable[[Settings], FastAPI],
+    app_factory: str,
+    *,
+    log_level: str = "info",
+    workers: int = 1,
+) -> None:
+    """Serve until SIGTERM/SIGINT: ``app(settings)`` in this process, or ``workers > 1``
+    processes on one port, each building its app with ``app_factory`` (an import path,
+    see ``uvicorn_config``); several workers need the Redis broker (``check_workers``)."""
     check_workers(settings, workers)
     if workers == 1:
-        uvicorn.Server(uvicorn_config(settings, log_level=log_level)).run()
+        uvicorn.Server(uvicorn_config(settings, app(settings), log_level=log_level)).run()
     else:
-        _serve_workers(settings, workers, log_level)
+        _serve_workers(settings, app_factory, workers, log_level)

@@ -1,9 +1,3 @@
-"""Brokers store each room's history and deliver its live stream with offsets.
-
-Optional backends are imported lazily, so the default install stays light.
-"""
-
-from fanout.brokers.base import Broker, BrokerListener, History, Published
-from fanout.brokers.memory import MemoryBroker
-
-__all__ = ["Broker", "BrokerListener", "History", "MemoryBroker", "Published"]
+"""Implementations of the broker port (``fanout.core.broker``): ``memory`` here,
+``redis`` in its own package. ``fanout.asgi.wiring`` picks one by URL scheme and
+imports it only then, so the default install stays light."""

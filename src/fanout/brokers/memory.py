@@ -7,19 +7,19 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from fanout.brokers.base import BrokerListener, History, Published
+from fanout.core.broker import BrokerListener, History, Published
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import StateError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryBrokerLimits:
-    history_max_messages: int = 1000
-    history_max_bytes: int = 64 * 1024 * 1024
-    history_total_max_bytes: int = 512 * 1024 * 1024
-    max_rooms: int = 10_000
-    idempotency_max_ids: int = 10_000
-    idempotency_ttl_s: float = 300.0
+    history_max_messages: int
+    history_max_bytes: int
+    history_total_max_bytes: int
+    max_rooms: int
+    idempotency_max_ids: int
+    idempotency_ttl_s: float
 
     def __post_init__(self) -> None:
         for name in ("history_max_messages", "history_max_bytes", "history_total_max_bytes"):
@@ -46,8 +46,8 @@ class MemoryBroker:
     """Default broker. History and idempotency live in this process and die with it;
     a restarted process starts new epochs, which clients see as ``recovered: false``."""
 
-    def __init__(self, limits: MemoryBrokerLimits | None = None) -> None:
-        self.limits = limits or MemoryBrokerLimits()
+    def __init__(self, limits: MemoryBrokerLimits) -> None:
+        self.limits = limits
         # Least recently active room first: eviction and global trimming start there.
         self._rooms: OrderedDict[str, _Room] = OrderedDict()
         self._total_bytes = 0

@@ -1,4 +1,7 @@
-"""The Broker interface: what the hub needs from any storage and delivery backend."""
+"""The broker port: what the hub needs from any storage and delivery backend.
+
+It lives here, with the hub that uses it; ``fanout.brokers`` holds the implementations.
+"""
 
 from __future__ import annotations
 

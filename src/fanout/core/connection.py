@@ -7,15 +7,14 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
 
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import Outbox, OutboxLimits
+from fanout.core.subscription import Subscription
 from fanout.core.transport import Transport
 from fanout.protocol.codes import CloseCode
-from fanout.protocol.envelope import Message, OutFrame
+from fanout.protocol.envelope import OutFrame
 from fanout.protocol.errors import StateError
 
 log = logging.getLogger("fanout.connection")
@@ -39,37 +38,6 @@ _OPEN = ConnState.OPEN
 _CLOSED = ConnState.CLOSED
 
 
-class LostRange(NamedTuple):
-    """Offsets ``first..last`` of ``epoch`` that the broker no longer holds."""
-
-    epoch: str
-    first: int
-    last: int
-
-
-class EpochReset(NamedTuple):
-    """The broker lost the room: ``epoch`` begins after ``latest``."""
-
-    epoch: str
-    latest: int
-
-
-# What the broker may hand a room while a subscription is still being replayed.
-PendingEvent = Message | LostRange | EpochReset
-
-
-@dataclass(slots=True, eq=False)
-class Subscription:
-    """A connection's membership of a room and how far it has been delivered."""
-
-    conn: Connection
-    room: str
-    epoch: str = ""
-    offset: int = 0
-    # While not None the subscription is being replayed: live messages wait here.
-    pending: list[PendingEvent] | None = field(default_factory=list)
-
-
 class Connection:
     """A client connection as the hub sees it.
 
@@ -81,6 +49,7 @@ class Connection:
         "_dirty",
         "_flusher",
         "_on_closed",
+        "_on_closing",
         "_outbox",
         "_transport",
         "_wake",
@@ -106,6 +75,7 @@ class Connection:
         flusher: FlushScheduler,
         close_timeout_s: float = 5.0,
         client: str = "",
+        on_closing: Callable[[Connection], None] | None = None,
         on_closed: Callable[[Connection], None] | None = None,
     ) -> None:
         self.id = next(_ids)
@@ -124,6 +94,9 @@ class Connection:
         self._writing = False
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        # Closing starts with our close frame (or the peer's disconnect); closed is when
+        # the socket is gone, as the transport reports it.
+        self._on_closing = on_closing
         self._on_closed = on_closed
 
     def __repr__(self) -> str:
@@ -209,11 +182,14 @@ class Connection:
         self.close_reason = reason
         self._outbox.clear()
         self._transport.close(code, reason, timeout_s=self.close_timeout_s)
+        if self._on_closing is not None:
+            self._on_closing(self)
 
     def mark_closed(self, code: int | None = None, reason: str = "") -> None:
         """The socket is gone (called once the endpoint saw the disconnect)."""
         if self.state is ConnState.CLOSED:
             return
+        was_open = self.state is ConnState.OPEN
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
@@ -223,6 +199,8 @@ class Connection:
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self.closed.set()
+        if was_open and self._on_closing is not None:
+            self._on_closing(self)
         if self._on_closed is not None:
             self._on_closed(self)
 

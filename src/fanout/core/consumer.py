@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from fanout.brokers.base import Published
 from fanout.core.access import ANONYMOUS, Access
+from fanout.core.broker import Published
 from fanout.core.connection import Connection, Mode
 from fanout.core.hub import Hub
 from fanout.protocol.codes import CloseCode, ErrorCode

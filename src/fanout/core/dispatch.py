@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from fanout.core.connection import Mode
 from fanout.core.consumer import Consumer
+from fanout.core.errormap import close_for, error_frame
 from fanout.core.pipeline import Answer, PublishPipeline
 from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
@@ -21,8 +21,6 @@ from fanout.protocol.frames import (
     decode_binary,
     decode_text,
 )
-
-log = logging.getLogger("fanout.dispatch")
 
 
 async def dispatch(
@@ -46,7 +44,7 @@ async def dispatch(
         try:
             await consumer.on_message(room, payload)
         except BrokerError as exc:
-            raise ProtocolViolation(CloseCode.INTERNAL, f"broker: {exc}") from exc
+            raise ProtocolViolation(*close_for(exc)) from exc
         return
     try:
         frame = decode_text(text) if text is not None else decode_binary(data or b"")
@@ -90,7 +88,7 @@ async def refuse(
 async def _send_in_order(
     consumer: Consumer, pipeline: PublishPipeline | None, exc: FrameError
 ) -> None:
-    error = server_frames.error(exc.code, exc.reason, exc.frame_id)
+    error = error_frame(exc)
     if pipeline is None:
         consumer.connection.enqueue(error)
     else:  # after the answers to the publishes before it
@@ -158,16 +156,9 @@ async def _answer(
     """Run ``work``; its frame, or the ``error`` frame for what it raised."""
     try:
         return await work
-    except FrameError as exc:
-        return server_frames.error(exc.code, exc.reason, exc.frame_id or frame_id)
-    except BrokerError as exc:
-        return server_frames.error(exc.code, str(exc), frame_id)
     except ProtocolViolation:
         raise
     except Exception as exc:
-        # An application handler failed: this client is told, nobody else is affected.
+        # An application handler's failure: this client is told, nobody else is affected.
         shown = f"Auth(id={frame.id!r}, token=[redacted])" if isinstance(frame, Auth) else frame
-        log.exception("handler failed on %r (%s)", consumer.connection, shown)
-        return server_frames.error(
-            ErrorCode.INTERNAL, f"handler error: {type(exc).__name__}", frame_id
-        )
+        return error_frame(exc, frame_id, context=f"{consumer.connection!r}: {shown}")

@@ -7,22 +7,15 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
-from fanout.brokers.base import Broker, Published
-from fanout.core.connection import (
-    Connection,
-    ConnState,
-    EpochReset,
-    LostRange,
-    Mode,
-    Subscription,
-)
+from fanout.core.broker import Broker, Published
+from fanout.core.connection import Connection, Mode
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import OutboxLimits
+from fanout.core.subscription import EpochReset, LostRange, Subscription
 from fanout.core.transport import Transport
-from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import (
@@ -41,16 +34,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HubLimits:
-    max_connections: int = 10_000
-    max_rooms_per_connection: int = 100
-    # 0: no limit per address.
-    max_connections_per_ip: int = 0
+    """The hub's limits; their defaults and meanings are in ``fanout.settings``."""
+
+    max_connections: int
+    max_rooms_per_connection: int
+    max_connections_per_ip: int  # 0: no limit per address
     # Rooms must also fully match this regular expression ("": any valid room name).
-    room_pattern: str = ""
-    publish_timeout_s: float = 5.0
-    close_timeout_s: float = 5.0
-    shutdown_flush_s: float = 10.0
-    outbox: OutboxLimits = field(default_factory=OutboxLimits)
+    room_pattern: str
+    publish_timeout_s: float
+    close_timeout_s: float
+    shutdown_flush_s: float
+    outbox: OutboxLimits
 
     def __post_init__(self) -> None:
         if self.max_connections < 1 or self.max_rooms_per_connection < 1:
@@ -82,9 +76,9 @@ class _Room:
 class Hub:
     """The rooms of this process. Implements the broker's listener interface."""
 
-    def __init__(self, broker: Broker, limits: HubLimits | None = None) -> None:
+    def __init__(self, broker: Broker, limits: HubLimits) -> None:
         self.broker = broker
-        self.limits = limits or HubLimits()
+        self.limits = limits
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
@@ -147,6 +141,7 @@ class Hub:
             flusher=self._flusher,
             close_timeout_s=self.limits.close_timeout_s,
             client=client,
+            on_closing=self._on_closing,
             on_closed=self._on_closed,
         )
         self.connections.add(conn)
@@ -155,6 +150,12 @@ class Hub:
         conn.start()
         return conn
 
+    def _on_closing(self, conn: Connection) -> None:
+        # Called from inside the fan-out (an outbox overflowed): rooms are not changed
+        # here. The connection stays in them, refusing frames, until its socket is gone.
+        if conn.close_code == CloseCode.SLOW_CONSUMER:
+            self.counters["slow_consumer_closes"] += 1
+
     def _on_closed(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
@@ -162,8 +163,6 @@ class Hub:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
-        if conn.close_code == CloseCode.SLOW_CONSUMER:
-            self.counters["slow_consumer_closes"] += 1
         for room in list(conn.subscriptions):
             self._leave_local(conn, room)
 
@@ -198,13 +197,13 @@ class Hub:
         if local is None:
             local = self._rooms[room] = _Room(room)
         if conn.mode is Mode.PLAIN:
-            sub.pending = None
+            sub.go_live()
             local.plain.append(conn)
         else:
             local.v1.append(sub)
         try:
             # Attach before reading history, so nothing published in between is missed:
-            # live messages that arrive meanwhile wait in sub.pending.
+            # live events that arrive meanwhile are held by the subscription.
             if local.attached is None:
                 local.attached = asyncio.ensure_future(self.broker.attach(room))
             try:
@@ -214,50 +213,15 @@ class Hub:
                     local.attached = None  # failed: the next member tries again
                 raise
             if conn.mode is Mode.V1:
-                await self._replay(sub, since)
+                after = since.offset if since is not None else None
+                history = await self._broker_call(self.broker.history(room, after))
+                replay = sub.replay(history, since)
+                for frame in replay.frames:
+                    conn.enqueue(frame)
+                self.counters["replayed"] += replay.replayed
         except BaseException:
             self._leave_local(conn, room)
             raise
-
-    async def _replay(self, sub: Subscription, since: Since | None) -> None:
-        conn, room = sub.conn, sub.room
-        after = since.offset if since is not None else None
-        history = await self._broker_call(self.broker.history(room, after))
-        sub.epoch = history.epoch
-        sub.offset = history.latest
-        replay: list[Message] = []
-        recovered = False
-        if since is not None and since.epoch == history.epoch and since.offset <= history.latest:
-            recovered = history.first_kept <= since.offset + 1
-            conn.enqueue(
-                server_frames.subscribed(room, history.epoch, history.latest, recovered=recovered)
-            )
-            if not recovered:
-                conn.enqueue(
-                    server_frames.gap(room, history.epoch, since.offset + 1, history.first_kept - 1)
-                )
-            replay = history.messages
-        else:
-            conn.enqueue(
-                server_frames.subscribed(room, history.epoch, history.latest, recovered=False)
-            )
-        for message in replay:
-            conn.enqueue(message.v1_frame())
-        self.counters["replayed"] += len(replay)
-        pending, sub.pending = sub.pending or [], None
-        for event in pending:
-            if isinstance(event, LostRange):
-                self._skip(sub, event)
-            elif isinstance(event, EpochReset):
-                self._reset(sub, event)
-            else:
-                self._deliver_one(sub, event)
-
-    def _deliver_one(self, sub: Subscription, message: Message) -> None:
-        if message.epoch != sub.epoch or message.offset <= sub.offset:
-            return
-        sub.offset = message.offset
-        sub.conn.enqueue(message.v1_frame())
 
     async def unsubscribe(self, conn: Connection, room: str) -> None:
         if room not in conn.subscriptions:
@@ -311,15 +275,13 @@ class Hub:
         local = self._rooms.get(message.room)
         if local is None:
             return
-        offset = message.offset
         if local.v1:
             frame = message.v1_frame()
-            epoch = message.epoch
+            epoch, offset = message.epoch, message.offset
             for sub in local.v1:
-                if sub.pending is not None:
+                if sub.pending is not None:  # replaying: sub.hold(), without the call
                     sub.pending.append(message)
-                elif offset > sub.offset and epoch == sub.epoch:
-                    sub.offset = offset
+                elif sub.accepts(epoch, offset):
                     sub.conn.enqueue(frame)
         if local.plain:
             frame = message.plain_frame()
@@ -329,45 +291,22 @@ class Hub:
 
     def on_reset(self, room: str, epoch: str, latest: int) -> None:
         """The broker lost the room's history: tell every live subscriber explicitly."""
-        local = self._rooms.get(room)
-        if local is None:
-            return
-        self.counters["epoch_resets"] += 1
-        reset = EpochReset(epoch, latest)
-        for sub in local.v1:
-            if sub.pending is not None:
-                sub.pending.append(reset)
-            else:
-                self._reset(sub, reset)
-
-    def _reset(self, sub: Subscription, reset: EpochReset) -> None:
-        if reset.epoch == sub.epoch or sub.conn.state is not ConnState.OPEN:
-            return
-        sub.epoch = reset.epoch
-        sub.offset = reset.latest
-        sub.conn.enqueue(
-            server_frames.subscribed(sub.room, reset.epoch, reset.latest, recovered=False)
-        )
+        if room in self._rooms:
+            self.counters["epoch_resets"] += 1
+            self._to_subscribers(room, EpochReset(epoch, latest))
 
     def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
         """The broker cannot deliver ``first..last``: each subscriber gets a ``gap``."""
-        local = self._rooms.get(room)
-        if local is None:
-            return
-        self.counters["gaps"] += 1
-        lost = LostRange(epoch, first, last)
-        for sub in local.v1:
-            if sub.pending is not None:
-                sub.pending.append(lost)
-            else:
-                self._skip(sub, lost)
+        if room in self._rooms:
+            self.counters["gaps"] += 1
+            self._to_subscribers(room, LostRange(epoch, first, last))
 
-    def _skip(self, sub: Subscription, lost: LostRange) -> None:
-        if lost.epoch != sub.epoch or lost.last <= sub.offset:
-            return
-        first = max(lost.first, sub.offset + 1)
-        sub.offset = lost.last
-        sub.conn.enqueue(server_frames.gap(sub.room, lost.epoch, first, lost.last))
+    def _to_subscribers(self, room: str, event: EpochReset | LostRange) -> None:
+        for sub in self._rooms[room].v1:
+            if not sub.hold(event):
+                frame = sub.judge(event)
+                if frame is not None:
+                    sub.conn.enqueue(frame)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

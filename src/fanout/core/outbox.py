@@ -9,8 +9,8 @@ from fanout.protocol.envelope import OutFrame
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxLimits:
-    max_messages: int = 4096
-    max_bytes: int = 64 * 1024 * 1024
+    max_messages: int
+    max_bytes: int
 
     def __post_init__(self) -> None:
         if self.max_messages < 1 or self.max_bytes < 1:

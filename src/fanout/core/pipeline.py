@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fanout.core.connection import Connection
+from fanout.core.errormap import close_for
 from fanout.protocol.envelope import OutFrame
 from fanout.protocol.errors import ProtocolViolation
 
@@ -67,7 +68,7 @@ class PublishPipeline:
             if previous is not None and not previous.done():
                 await previous
             if isinstance(answer, ProtocolViolation):
-                self._conn.close(answer.close_code, answer.reason)
+                self._conn.close(*close_for(answer))
             elif answer is not None:
                 self._conn.enqueue(answer)
         except Exception:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-MiB = 1024 * 1024
-
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
@@ -51,22 +49,19 @@ class RedisTarget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisBrokerOptions:
+    """The Redis broker's options; defaults and meanings are in ``fanout.settings``
+    (``redis_*`` and the history and idempotency limits)."""
+
     url: str
-    key_prefix: str = "fanout"
-    history_max_messages: int = 1000
-    history_max_bytes: int = 64 * MiB
-    idempotency_max_ids: int = 10_000
-    idempotency_ttl_s: float = 300.0
-    # A room nobody published to for this long is forgotten by Redis (0: never); when it
-    # comes back it has a new epoch.
-    room_ttl_s: float = 86_400.0
-    # A Redis command or health ping not answered within this time counts as a failure.
-    timeout_s: float = 2.0
-    # How often the link to Redis is checked; a dead or paused Redis is reported within
-    # about health_interval_s + timeout_s.
-    health_interval_s: float = 1.0
-    # Reconnect attempts back off up to this delay (with jitter).
-    reconnect_max_s: float = 2.0
+    key_prefix: str
+    history_max_messages: int
+    history_max_bytes: int
+    idempotency_max_ids: int
+    idempotency_ttl_s: float
+    room_ttl_s: float
+    timeout_s: float
+    health_interval_s: float
+    reconnect_max_s: float
 
     def __post_init__(self) -> None:
         RedisTarget.parse(self.url)

@@ -1,0 +1,214 @@
+"""Settings turned into the objects they describe: the one wiring place.
+
+Each function raises ``ConfigError`` (a ValueError) with the reason when settings
+cannot work together, so a hub refuses to start instead of starting half-configured.
+Brokers are chosen by URL scheme from ``BROKERS``; optional backends are imported only
+when their scheme is used, so the default install stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from fanout.auth.handshake import Gate
+from fanout.auth.origin import OriginPolicy
+from fanout.auth.tokens import TokenVerifier
+from fanout.core.broker import Broker
+from fanout.core.frame_policy import FrameLimits
+from fanout.core.hub import Hub, HubLimits
+from fanout.core.outbox import OutboxLimits
+from fanout.core.session import SessionLimits
+from fanout.protocol.errors import ConfigError
+from fanout.settings import Settings
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from fanout.brokers.memory import MemoryBrokerLimits
+    from fanout.brokers.redis.options import RedisBrokerOptions
+
+
+def hub_limits(settings: Settings) -> HubLimits:
+    return _checked(
+        HubLimits,
+        max_connections=settings.max_connections,
+        max_rooms_per_connection=settings.max_rooms_per_connection,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        room_pattern=settings.room_pattern,
+        publish_timeout_s=settings.publish_timeout_s,
+        close_timeout_s=settings.close_timeout_s,
+        shutdown_flush_s=settings.shutdown_flush_s,
+        outbox=_checked(
+            OutboxLimits,
+            max_messages=settings.outbox_max_messages,
+            max_bytes=settings.outbox_max_bytes,
+        ),
+    )
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    return _checked(
+        SessionLimits,
+        frames=_checked(
+            FrameLimits,
+            max_message_bytes=settings.max_message_bytes,
+            rate_frames_per_s=settings.rate_frames_per_s,
+            rate_bytes_per_s=settings.rate_bytes_per_s,
+            rate_limit_grace_s=settings.rate_limit_grace_s,
+        ),
+        publishes_in_flight=settings.publishes_in_flight,
+        idle_timeout_s=settings.idle_timeout_s,
+    )
+
+
+def memory_broker_limits(settings: Settings) -> MemoryBrokerLimits:
+    from fanout.brokers.memory import MemoryBrokerLimits
+
+    return _checked(
+        MemoryBrokerLimits,
+        history_max_messages=settings.history_max_messages,
+        history_max_bytes=settings.history_max_bytes,
+        history_total_max_bytes=settings.history_total_max_bytes,
+        max_rooms=settings.max_rooms,
+        idempotency_max_ids=settings.idempotency_max_ids,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
+
+
+def redis_broker_options(settings: Settings) -> RedisBrokerOptions:
+    from fanout.brokers.redis.options import RedisBrokerOptions
+
+    return _checked(
+        RedisBrokerOptions,
+        url=settings.broker,
+        key_prefix=settings.redis_key_prefix,
+        history_max_messages=settings.history_max_messages,
+        history_max_bytes=settings.history_max_bytes,
+        idempotency_max_ids=settings.idempotency_max_ids,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        room_ttl_s=settings.redis_room_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+        health_interval_s=settings.redis_health_interval_s,
+        reconnect_max_s=settings.redis_reconnect_max_s,
+    )
+
+
+def _memory_broker(settings: Settings) -> Broker:
+    from fanout.brokers.memory import MemoryBroker
+
+    return MemoryBroker(memory_broker_limits(settings))
+
+
+def _redis_broker(settings: Settings) -> Broker:
+    from fanout.brokers.redis import RedisBroker
+
+    return RedisBroker(redis_broker_options(settings))
+
+
+def _memory_label(url: str) -> str:
+    return url
+
+
+def _redis_label(url: str) -> str:
+    from fanout.brokers.redis.options import RedisTarget
+
+    return str(RedisTarget.parse(url))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerScheme:
+    example: str
+    build: Callable[[Settings], Broker]
+    # The URL as /healthz and logs show it: without a password.
+    label: Callable[[str], str]
+
+
+# A new broker is one entry here (and its package under fanout/brokers/).
+BROKERS: dict[str, BrokerScheme] = {
+    "memory": BrokerScheme("memory", _memory_broker, _memory_label),
+    "redis": BrokerScheme("redis://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_label),
+    "rediss": BrokerScheme("rediss://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_label),
+}
+
+
+def broker_scheme(url: str) -> BrokerScheme:
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    found = BROKERS.get(scheme.lower())
+    if found is None:
+        known = ", ".join(s.example for s in BROKERS.values())
+        raise ConfigError(f"unknown broker {url!r}: the known brokers are {known}")
+    return found
+
+
+def make_broker(settings: Settings) -> Broker:
+    return broker_scheme(settings.broker).build(settings)
+
+
+def broker_label(url: str) -> str:
+    return broker_scheme(url).label(url)
+
+
+def make_gate(settings: Settings) -> Gate:
+    """The handshake checks, with the token verifier and its key files read now."""
+    verifier: TokenVerifier | None = None
+    algorithms = settings.auth_algorithm_names
+    options: dict[str, Any] = {
+        "audience": settings.auth_audience or None,
+        "issuer": settings.auth_issuer or None,
+        "leeway_s": settings.auth_leeway_s,
+    }
+    if settings.auth_secret:
+        verifier = TokenVerifier.for_secret(settings.auth_secret, algorithms, **options)
+    elif settings.auth_secret_file:
+        secret = _read(settings.auth_secret_file, "auth_secret_file").decode().strip()
+        verifier = TokenVerifier.for_secret(secret, algorithms, **options)
+    elif settings.auth_public_key_file:
+        key = _read(settings.auth_public_key_file, "auth_public_key_file")
+        verifier = TokenVerifier.for_public_key(key, algorithms, **options)
+    return Gate(
+        origins=_checked(OriginPolicy.parse, settings.allowed_origins),
+        verifier=verifier,
+        cookie=settings.auth_cookie,
+        query_param=settings.auth_query_param,
+        loopback_host_only=verifier is None and not settings.allow_anonymous,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What one hub process is made of."""
+
+    hub: Hub
+    gate: Gate
+    session: SessionLimits
+    broker_label: str
+
+
+def wire(settings: Settings, broker: Broker | None = None) -> Wiring:
+    """Everything the settings describe, or ConfigError with the reason."""
+    gate = make_gate(settings)
+    session = session_limits(settings)
+    label = broker_label(settings.broker)
+    hub = Hub(broker or make_broker(settings), hub_limits(settings))
+    return Wiring(hub=hub, gate=gate, session=session, broker_label=label)
+
+
+def _checked(build: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``build(...)``, its ValueError raised as a ConfigError."""
+    try:
+        return build(*args, **kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _read(path: str, name: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc

@@ -1,0 +1,123 @@
+"""What fanout's transport edge uses of uvicorn's private protocol classes.
+
+``FanoutWebSocketProtocol`` and ``FanoutHttpProtocol`` subclass uvicorn's sans-I/O
+WebSocket protocol and its httptools HTTP protocol, which are not public API; uvicorn
+is pinned to the tested minor version in pyproject.toml. When it is upgraded, this test
+names whatever the subclasses rely on that changed, before any behaviour test fails
+for a reason that is hard to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.server import ServerProtocol
+
+from fanout.asgi.direct import FanoutWebSocketProtocol
+from fanout.asgi.http import FanoutHttpProtocol
+
+ROOT = Path(__file__).parents[2]
+
+# Methods overridden or called, with their parameters (self excluded).
+WEBSOCKET_METHODS: dict[str, list[str]] = {
+    "pause_writing": [],
+    "resume_writing": [],
+    "data_received": ["data"],
+    "receive": [],
+    "send": ["message"],
+    "connection_lost": ["exc"],
+    "handle_ping": [],
+    "handle_connect": ["event"],
+    "handle_close": ["event"],
+    "shutdown": [],
+    "stop_keepalive": [],
+    "send_receive_event_to_app": [],
+}
+# Attributes read or written, set by uvicorn's __init__.
+WEBSOCKET_ATTRIBUTES = [
+    "transport",
+    "conn",
+    "queue",
+    "loop",
+    "close_sent",
+    "close_timer",
+    "disconnected",
+    "handshake_complete",
+    "read_paused",
+    "writable",
+]
+HTTP_METHODS: dict[str, list[str]] = {
+    "connection_made": ["transport"],
+    "connection_lost": ["exc"],
+    "data_received": ["data"],
+    "on_message_begin": [],
+    "on_headers_complete": [],
+    "on_message_complete": [],
+    "send_400_response": ["msg"],
+    "on_url": ["url"],
+}
+# ``url`` is set by the parser callback ``on_url`` (checked below), not by __init__.
+HTTP_ATTRIBUTES = ["transport", "loop", "headers", "config"]
+
+
+def _parameters(method: Callable[..., Any]) -> list[str]:
+    return [p for p in inspect.signature(method).parameters if p != "self"]
+
+
+def _instance(cls: type[Any]) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    config = uvicorn.Config(app, lifespan="off")
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        return cls(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    finally:
+        loop.close()
+
+
+def test_uvicorn_is_pinned_to_the_tested_minor_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [d for d in project["dependencies"] if d.startswith("uvicorn")]
+    minor = ".".join(uvicorn.__version__.split(".")[:2])
+    assert pins == [f"uvicorn>={minor},<0.{int(minor.split('.')[1]) + 1}"]
+
+
+def test_the_websocket_protocol_still_has_every_method_fanout_overrides_or_calls() -> None:
+    changed = {
+        name: _parameters(getattr(WebSocketsSansIOProtocol, name, lambda: None))
+        for name in WEBSOCKET_METHODS
+    }
+    assert changed == WEBSOCKET_METHODS
+    assert inspect.iscoroutinefunction(WebSocketsSansIOProtocol.receive)
+    assert inspect.iscoroutinefunction(WebSocketsSansIOProtocol.send)
+
+
+def test_the_websocket_protocol_still_sets_every_attribute_fanout_uses() -> None:
+    proto = _instance(FanoutWebSocketProtocol)
+    assert [a for a in WEBSOCKET_ATTRIBUTES if not hasattr(proto, a)] == []
+    assert isinstance(proto.conn, ServerProtocol)
+    assert isinstance(proto.queue, asyncio.Queue)
+    assert proto.close_sent is False
+    assert proto.read_paused is False
+    for name in ("send_close", "data_to_send", "extensions"):
+        assert hasattr(proto.conn, name), f"websockets' ServerProtocol lost {name}"
+
+
+def test_the_http_protocol_still_has_every_hook_fanout_overrides() -> None:
+    changed = {
+        name: _parameters(getattr(HttpToolsProtocol, name, lambda: None)) for name in HTTP_METHODS
+    }
+    assert changed == HTTP_METHODS
+    proto = _instance(FanoutHttpProtocol)
+    assert [a for a in HTTP_ATTRIBUTES if not hasattr(proto, a)] == []

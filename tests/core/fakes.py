@@ -1,0 +1,44 @@
+"""Stand-ins for the sockets side, kept beside the tests that drive the core without I/O."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from fanout.core.broker import History
+from fanout.core.connection import Connection
+from fanout.protocol.envelope import Message, OutFrame
+
+
+class FakeTransport:
+    """A transport that records what the core writes and how it closes."""
+
+    def __init__(self, *, ready: bool = True) -> None:
+        self.writable = ready
+        self.written: list[OutFrame] = []
+        self.closed_with: tuple[int, str] | None = None
+
+    def ready(self) -> bool:
+        return self.writable and self.closed_with is None
+
+    def write_now(self, frames: list[OutFrame]) -> None:
+        self.written.extend(frames)
+
+    async def send(self, frames: list[OutFrame]) -> None:
+        self.written.extend(frames)
+
+    def close(self, code: int, reason: str, *, timeout_s: float) -> None:
+        self.closed_with = (code, reason)
+
+
+def nobody() -> Connection:
+    """A subscription's connection in tests that only look at the frames returned."""
+    return cast(Connection, None)
+
+
+def messages(room: str, epoch: str, offsets: range) -> list[Message]:
+    return [Message(room, epoch, n, f"m{n}") for n in offsets]
+
+
+def history(room: str, epoch: str, latest: int, first_kept: int, after: int = 0) -> History:
+    kept = range(max(first_kept, after + 1), latest + 1)
+    return History(epoch, latest, first_kept, messages(room, epoch, kept))
