@@ -74,12 +74,12 @@ def backpressure(run: Run) -> Verdict | None:
 
 def misdelivery(run: Run) -> Verdict | None:
     duplicated, out_of_order = run.total("duplicated"), run.total("out_of_order")
-    if not duplicated and not out_of_order:
-        return None
     got = either_and(
         f"{fmt.count(duplicated)} duplicated" if duplicated else "",
         f"{fmt.count(out_of_order)} out-of-order" if out_of_order else "",
     )
+    if not got:  # neither
+        return None
     return Verdict(
         Cause.MISDELIVERY,
         Severity.BREAK,

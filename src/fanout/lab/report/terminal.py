@@ -15,8 +15,10 @@ from rich.text import Text
 
 from fanout.lab import fmt
 from fanout.lab.document import (
+    Cause,
     JSONObject,
     RunDoc,
+    Severity,
     SweepDoc,
     Verdict,
     counts,
@@ -27,13 +29,18 @@ from fanout.lab.document import (
 )
 from fanout.lab.report.derive import lost_fraction, lost_text, server_cpu_per_delivery_us
 
-_STYLES = {"break": "bold red", "warn": "yellow", "info": "cyan", "ok": "green"}
+_STYLES: dict[str, str] = {
+    Severity.BREAK: "bold red",
+    Severity.WARN: "yellow",
+    Severity.INFO: "cyan",
+}
+_OK_STYLE = "green"
 
 
 def _style(verdict: Verdict) -> str:
-    if verdict.cause == "ok":
-        return _STYLES["ok"]
-    return _STYLES.get(verdict.severity, "cyan")
+    if verdict.cause == Cause.OK:
+        return _OK_STYLE
+    return _STYLES.get(verdict.severity, _STYLES[Severity.INFO])
 
 
 def _evidence(evidence: JSONObject) -> str:
