@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.lab.diagnosis import diagnose, is_generator_saturated
+from fanout.lab.document import Cause
 
 MIB = 1024 * 1024
 Doc = dict[str, Any]
@@ -810,6 +811,15 @@ def test_verdicts_are_json_with_numbers_for_evidence_and_ordered_by_severity() -
             assert "\n" not in v["summary"]
             prose = {k: x for k, x in v["evidence"].items() if isinstance(x, str)}
             assert set(prose) <= {"type", "message"}, (v["cause"], prose)
+
+
+def test_causes_are_the_cause_enum_and_read_back_as_the_same_plain_strings() -> None:
+    for doc in every_scenario():
+        verdicts = diagnose(doc)
+        assert all(isinstance(v["cause"], Cause) for v in verdicts)
+        decoded = json.loads(json.dumps(verdicts))
+        assert decoded == verdicts
+        assert [type(v["cause"]) for v in decoded] == [str] * len(verdicts)
 
 
 def paths(obj: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:

@@ -1,4 +1,5 @@
-"""The lab's arithmetic: latency percentiles, the send schedule with a ramp, sizes."""
+"""The lab's arithmetic: latency percentiles, the send schedule with a ramp, sizes, and
+how numbers are read from a results document and written in a report or a verdict."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import random
 
 import pytest
 
+from fanout.lab import fmt
 from fanout.lab.config import BenchConfig, ConfigError, format_size, parse_size
+from fanout.lab.document import finite, mapping, number, objects
 from fanout.lab.generator import _due
 from fanout.lab.histogram import Histogram
 
@@ -64,3 +67,30 @@ def test_sizes_print_as_people_read_them() -> None:
 def test_garbage_sizes_are_refused(text: str) -> None:
     with pytest.raises(ConfigError, match="not a size"):
         parse_size(text)
+
+
+def test_a_table_and_a_sentence_write_the_same_numbers_in_their_own_registers() -> None:
+    # A report's cell: up to three significant digits, "–" when missing.
+    assert [fmt.decimal(v) for v in (0.812, 2.43, 12.04, 1234.0, None)] == [
+        "0.812",
+        "2.43",
+        "12.0",
+        "1,234",
+        fmt.MISSING,
+    ]
+    assert fmt.percent(0.00011) == "0.011%"
+    assert fmt.size(64 * 1024) == "64 KiB"
+    # A verdict's sentence: two significant digits, no ".0".
+    assert [fmt.short(v) for v in (0.812, 2.43, 12.04, 1234.0)] == ["0.81", "2.4", "12", "1,234"]
+    assert fmt.short_pct(0.011) == "0.011 %"
+    assert fmt.short_bytes(2.5 * fmt.MIB) == "2.5 MiB"
+    # Whole counts read the same in both.
+    assert fmt.count(1_234_567) == "1,234,567"
+
+
+def test_the_document_reads_any_json_value_without_raising() -> None:
+    doc = {"n": 10**400, "inf": float("inf"), "flag": True, "s": "3", "list": [1, {"a": 1}]}
+    assert [finite(doc[k]) for k in ("n", "inf", "flag", "s")] == [None, None, None, None]
+    assert number({"x": 2}, "x") == 2.0
+    assert objects(doc, "list") == [{"a": 1}]
+    assert mapping(doc, "list") == {}

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fanout.lab import fmt
 from fanout.lab.config import BenchConfig, ConfigError, format_size
 from fanout.lab.document import SWEEP_SCHEMA
 from fanout.lab.results import provenance
@@ -59,13 +60,14 @@ def break_reasons(doc: dict[str, Any]) -> list[str]:
     t = doc["totals"]
     reasons = []
     if t["lost"]:
-        reasons.append(f"lost {t['lost']:,} (holes {t['lost_holes']:,}, stuck {t['lost_stuck']:,})")
+        holes, stuck = fmt.count(t["lost_holes"]), fmt.count(t["lost_stuck"])
+        reasons.append(f"lost {fmt.count(t['lost'])} (holes {holes}, stuck {stuck})")
     if t["send_errors"]:
-        reasons.append(f"send errors {t['send_errors']:,}")
+        reasons.append(f"send errors {fmt.count(t['send_errors'])}")
     if t.get("skipped"):
-        reasons.append(f"server stopped reading: {t['skipped']:,} not sent")
+        reasons.append(f"server stopped reading: {fmt.count(t['skipped'])} not sent")
     if t["connect_failures"]:
-        reasons.append(f"connect failures {t['connect_failures']:,} {t['connect_errors']}")
+        reasons.append(f"connect failures {fmt.count(t['connect_failures'])} {t['connect_errors']}")
     healthy = [
         c
         for r in [*doc["receivers"], *doc["senders"]]

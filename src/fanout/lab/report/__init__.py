@@ -1,7 +1,10 @@
 """``fanout report``: results files in, one self-contained HTML page and a terminal summary out.
 
 * :mod:`.load` reads and checks a results file (``fanout.lab.run/1`` or
-  ``fanout.lab.sweep/1``, see ``docs/lab-results.md``);
+  ``fanout.lab.sweep/1``, see ``docs/lab-results.md``) into the views of
+  :mod:`fanout.lab.document`;
+* :mod:`.derive` computes what the document does not hold (lost share, CPU per delivery);
+  :mod:`.names` labels the documents; numbers are written by :mod:`fanout.lab.fmt`;
 * :mod:`.plots` draws the plots as inline SVG (matplotlib, Agg);
 * :mod:`.html` assembles the page; :mod:`.terminal` prints the rich tables.
 """
