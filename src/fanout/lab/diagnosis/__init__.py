@@ -14,6 +14,9 @@ memory), ``failures`` (its exceptions and exit), ``connections`` (opens and clos
 ``generator`` (the lab itself).
 Each rule is a function of the document alone and never raises on a valid document;
 missing optional parts (``server: null``, an empty timeline) only weaken the evidence.
+A rule reads the run through ``_run.Run`` (a :class:`fanout.lab.document.RunView` with the
+figures the rules share) and returns a :class:`fanout.lab.document.Verdict` naming a
+:class:`~fanout.lab.document.Cause`; ``diagnose`` returns them as JSON objects.
 """
 
 from __future__ import annotations
