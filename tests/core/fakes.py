@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 from fanout.core.broker import History
@@ -13,7 +14,9 @@ class FakeTransport:
     """A transport that records what the core writes and how it closes."""
 
     def __init__(self, *, ready: bool = True) -> None:
+        # False: a peer that does not read; send() waits as a full socket would.
         self.writable = ready
+        self._drained = asyncio.Event()
         self.written: list[OutFrame] = []
         self.closed_with: tuple[int, str] | None = None
 
@@ -24,6 +27,8 @@ class FakeTransport:
         self.written.extend(frames)
 
     async def send(self, frames: list[OutFrame]) -> None:
+        if not self.writable:
+            await self._drained.wait()
         self.written.extend(frames)
 
     def close(self, code: int, reason: str, *, timeout_s: float) -> None:
