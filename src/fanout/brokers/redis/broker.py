@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 
 import hiredis
@@ -23,29 +22,23 @@ from fanout.backoff import Backoff
 from fanout.brokers.redis import scripts
 from fanout.brokers.redis.commands import CommandLink, Script
 from fanout.brokers.redis.feeds import Feed, Sequencer
-from fanout.brokers.redis.layout import RoomKeys, encode_data, parse_entry, parse_envelope
+from fanout.brokers.redis.layout import RoomKeys, parse_entry, parse_envelope
 from fanout.brokers.redis.link import PubSubLink
 from fanout.brokers.redis.options import RedisBrokerOptions
-from fanout.brokers.redis.resp import CommandError, LinkError
+from fanout.brokers.redis.publish import PUBLISH, new_epoch, publish, redis_errors
+from fanout.brokers.redis.resp import LinkError
 from fanout.core.broker import BrokerListener, History, Published
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import (
     BrokerError,
-    BrokerRefused,
-    BrokerTimeout,
     BrokerUnavailable,
     StateError,
 )
 
 log = logging.getLogger("fanout.redis")
 
-_PUBLISH = Script(scripts.PUBLISH)
 _HISTORY = Script(scripts.HISTORY)
 _NEW_EPOCH = Script(scripts.NEW_EPOCH)
-
-
-def _new_epoch() -> str:
-    return secrets.token_hex(6)
 
 
 class RedisBroker:
@@ -73,7 +66,7 @@ class RedisBroker:
         # Commands are never re-sent by themselves: a publish re-sent after a lost reply
         # could be stored twice. Callers get an error and may retry by id.
         self._commands = CommandLink(
-            self._target, opts.timeout_s, scripts=[_PUBLISH, _HISTORY, _NEW_EPOCH]
+            self._target, opts.timeout_s, scripts=[PUBLISH, _HISTORY, _NEW_EPOCH]
         )
         self._sequencer = Sequencer(
             listener,
@@ -120,24 +113,8 @@ class RedisBroker:
     # -- publishing and history ---------------------------------------------------------
 
     async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
-        opts = self.options
-        keys = self._keys(room)
-        kind, raw = encode_data(data)
-        args: list[str | bytes | int] = [
-            _new_epoch(),
-            self._ttl_ms,
-            raw,
-            kind,
-            msg_id or "",
-            opts.history_max_messages,
-            opts.history_max_bytes,
-            opts.idempotency_max_ids if msg_id else 0,
-            int(opts.idempotency_ttl_s * 1000),
-            keys.channel,
-        ]
         async with self._calling("publish") as commands:
-            epoch, offset, duplicate = await commands.run(_PUBLISH, keys.all(), args)
-        return Published(epoch.decode(), int(offset), duplicate=bool(duplicate))
+            return await publish(commands, self.options, room, data, msg_id)
 
     async def history(self, room: str, after: int | None) -> History:
         async with self._calling("history"):
@@ -146,7 +123,7 @@ class RedisBroker:
     async def _fetch(self, room: str, after: int | None) -> History:
         """One atomic read of a room's epoch, latest offset and stream after ``after``."""
         args: list[str | int] = [
-            _new_epoch(),
+            new_epoch(),
             self._ttl_ms,
             -1 if after is None else after,
             self.options.history_max_messages,
@@ -162,13 +139,14 @@ class RedisBroker:
         """Replace epoch ``seen`` (Redis went back in time); returns the room's epoch."""
         if self._commands is None:
             raise StateError("RedisBroker used before start() or after close()")
-        args: list[str | bytes | int] = [seen, _new_epoch(), self._ttl_ms]
+        args: list[str | bytes | int] = [seen, new_epoch(), self._ttl_ms]
         epoch = await self._commands.run(_NEW_EPOCH, self._keys(room).all(), args)
         return bytes(epoch).decode()
 
     @contextlib.asynccontextmanager
     async def _calling(self, what: str, *, trip: bool = True) -> AsyncIterator[CommandLink]:
-        """Redis' errors mapped to the hub's BrokerErrors, here only: never a false success.
+        """Redis' errors mapped to the hub's BrokerErrors (``publish.redis_errors``, which
+        the emitter shares): never a false success.
 
         Fails at once while Redis is known down (a command or ping timed out or found no
         connection, and no ping has succeeded since; the health watcher's next good ping
@@ -181,23 +159,13 @@ class RedisBroker:
             raise StateError(f"RedisBroker.{what} before start() or after close()")
         if self._command_down is not None:
             raise BrokerUnavailable(self._command_down)
-        try:
+        with redis_errors(
+            what,
+            self._target,
+            self.options.timeout_s,
+            down=self._commands_failed if trip else None,
+        ):
             yield self._commands
-        except TimeoutError as exc:
-            if trip:
-                self._commands_failed(
-                    f"redis {self._target} did not answer a {what}"
-                    f" within {self.options.timeout_s} s"
-                )
-            raise BrokerTimeout(
-                f"redis did not answer the {what} within {self.options.timeout_s} s"
-            ) from exc
-        except (LinkError, OSError) as exc:
-            if trip:
-                self._commands_failed(f"redis {self._target} unreachable: {exc}")
-            raise BrokerUnavailable(f"redis unavailable: {exc}") from exc
-        except CommandError as exc:
-            raise BrokerRefused(f"redis refused the {what}: {exc}") from exc
 
     def _commands_failed(self, reason: str) -> None:
         if self._command_down is None:
