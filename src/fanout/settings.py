@@ -116,6 +116,12 @@ class Settings:
         "serve without auth on an address other than loopback (anyone who can reach the"
         " port may subscribe and publish anywhere)",
     )
+    api_key: str = _opt(
+        "",
+        "key (16+ characters) that turns on the server HTTP API (/api/publish, /api/broadcast);"
+        " callers send 'Authorization: apikey KEY'. Prefer FANOUT_API_KEY to the flag",
+        secret=True,
+    )
     allowed_origins: str = _opt(
         "",
         "comma-separated origins (https://app.example.com) allowed besides the hub's own;"
@@ -182,7 +188,6 @@ class Settings:
             raise ValueError("give one of auth_secret, auth_secret_file, auth_public_key_file")
         if self.auth_algorithm_names and not keys:
             raise ValueError("auth_algorithms needs a key: auth_secret or auth_public_key_file")
-        self.check_exposure()
         if not 0 <= self.port < 65536:
             raise ValueError("port must be 0-65535")
 
@@ -193,17 +198,6 @@ class Settings:
     @property
     def auth_algorithm_names(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.auth_algorithms.split(",") if a.strip())
-
-    def check_exposure(self) -> None:
-        """Refuse to serve anonymous clients beyond this machine unless told to."""
-        if self.auth_enabled or self.allow_anonymous or is_loopback(self.host):
-            return
-        raise ValueError(
-            f"refusing to serve on {self.host} without auth: anyone who can reach it could"
-            " subscribe and publish to every room. Configure tokens (FANOUT_AUTH_SECRET, or"
-            " --auth-public-key-file; see docs/security.md), bind to 127.0.0.1, or pass"
-            " --allow-anonymous if that is what you want."
-        )
 
     def to_env(self) -> dict[str, str]:
         """``FANOUT_<NAME>`` variables that ``from_env`` reads back as these settings

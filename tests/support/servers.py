@@ -30,7 +30,6 @@ from fanout.settings import Settings
 class RunningHub:
     url: str  # http://127.0.0.1:PORT
     app: FastAPI
-    server: uvicorn.Server
 
     @property
     def ws(self) -> str:
@@ -43,13 +42,9 @@ class RunningHub:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(
-    settings: Settings | None = None, *, consumer: ConsumerFactory | None = None
-) -> AsyncIterator[RunningHub]:
-    """A real uvicorn server with fanout's direct transport, in this event loop; by
-    default with the chat page's consumer, as ``fanout serve`` runs it."""
-    settings = (settings or Settings()).replace(port=free_port())
-    app = create_app(settings, consumer=consumer or ChatConsumer)
+async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+    """Any ASGI app under a real uvicorn with fanout's protocol classes, in this event
+    loop, on ``settings.port``; yields its http://127.0.0.1:PORT address."""
     server = uvicorn.Server(uvicorn_config(settings, app, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
@@ -58,11 +53,23 @@ async def running_hub(
                 task.result()
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
-        yield RunningHub(f"http://127.0.0.1:{settings.port}", app, server)
+        yield f"http://127.0.0.1:{settings.port}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def running_hub(
+    settings: Settings | None = None, *, consumer: ConsumerFactory | None = None
+) -> AsyncIterator[RunningHub]:
+    """A real uvicorn server with fanout's direct transport, in this event loop; by
+    default with the chat page's consumer, as ``fanout serve`` runs it."""
+    settings = (settings or Settings()).replace(port=free_port())
+    app = create_app(settings, consumer=consumer or ChatConsumer)
+    async with serving(app, settings) as url:
+        yield RunningHub(url, app)
 
 
 @dataclass

@@ -43,10 +43,13 @@ class Endpoint:
         self.gate = gate
         self.limits = limits
 
-    async def __call__(self, websocket: WebSocket, room: str = "lobby") -> None:
+    async def __call__(
+        self, websocket: WebSocket, room: str = "lobby", identity: object = None
+    ) -> None:
+        """``identity``: what the application's ``authenticate=`` hook returned."""
         v1 = SUBPROTOCOL in websocket.scope.get("subprotocols", ())
         try:
-            access = self._admit(websocket, room, v1)
+            access = self._admit(websocket, room, v1, identity)
         except HandshakeDenied as exc:
             self.hub.counters[f"refused_{exc.kind}"] += 1
             await _deny(websocket, exc)
@@ -103,9 +106,11 @@ class Endpoint:
             except Exception:
                 log.exception("on_disconnect failed on %r", conn)
 
-    def _admit(self, websocket: WebSocket, room: str, v1: bool) -> Access:
+    def _admit(self, websocket: WebSocket, room: str, v1: bool, identity: object) -> Access:
         """The connection's access, or HandshakeDenied: checked before accept."""
-        access = self.gate.admit(websocket.headers, websocket.query_params, websocket.cookies)
+        access = self.gate.admit(
+            websocket.headers, websocket.query_params, websocket.cookies, identity
+        )
         if not v1 and not access.may_subscribe(room):
             raise HandshakeDenied(f"your token does not grant room {room!r}", kind="room")
         return access

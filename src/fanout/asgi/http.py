@@ -10,9 +10,11 @@ otherwise the connection is dropped (431 for the size). After the head, WebSocke
 handshakes and requests go on as uvicorn has them.
 
 The size is checked twice: bytes are counted as they arrive (so a head that never ends
-is cut off at the limit), and each complete head is measured when the parser has it
-(so a head that arrived in the same read as the end of the previous request, which the
-count cannot attribute, is refused all the same).
+is cut off at the limit: after a read that ended no head, the count says how large the
+head is so far), and each complete head is measured when the parser has it (so a head
+that arrived in the same read as the end of the previous request, which the count
+cannot attribute, is refused all the same). Body bytes that arrive in the same read as
+their head do not count toward the head.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class FanoutHttpProtocol(HttpToolsProtocol):
         # after the previous request); None from the end of a head to the end of its body.
         self._head_bytes: int | None = 0
         self._head_refused = False
+        self._heads_seen = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -68,12 +71,17 @@ class FanoutHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        over = False
         if self._head_bytes is not None:
             self._head_bytes += len(data)
-            if self._head_bytes > self._max_head:
-                self._refuse_head()
-                return
+            over = self._head_bytes > self._max_head
+        heads = self._heads_seen
         super().data_received(data)
+        # Over the limit counts only if no head ended in this read: a request whose body
+        # arrived with its head (a 70,000-byte POST in one read) has an exact head size,
+        # measured in on_headers_complete; what is counted here is the head so far.
+        if over and self._heads_seen == heads and not self._head_refused:
+            self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -82,6 +90,7 @@ class FanoutHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._heads_seen += 1
         self._head_bytes = None
         # The exact size (request line and header lines, give or take a few bytes per line).
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)

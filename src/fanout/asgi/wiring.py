@@ -19,9 +19,10 @@ from fanout.core.broker import Broker
 from fanout.core.frame_policy import FrameLimits
 from fanout.core.hub import Hub, HubLimits
 from fanout.core.outbox import OutboxLimits
+from fanout.core.publishing import PublishRules
 from fanout.core.session import SessionLimits
 from fanout.protocol.errors import ConfigError
-from fanout.settings import Settings
+from fanout.settings import Settings, is_loopback
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,7 +38,11 @@ def hub_limits(settings: Settings) -> HubLimits:
         max_connections=settings.max_connections,
         max_rooms_per_connection=settings.max_rooms_per_connection,
         max_connections_per_ip=settings.max_connections_per_ip,
-        room_pattern=settings.room_pattern,
+        publish=_checked(
+            PublishRules,
+            max_message_bytes=settings.max_message_bytes,
+            room_pattern=settings.room_pattern,
+        ),
         publish_timeout_s=settings.publish_timeout_s,
         close_timeout_s=settings.close_timeout_s,
         shutdown_flush_s=settings.shutdown_flush_s,
@@ -151,8 +156,14 @@ def broker_label(url: str) -> str:
     return broker_scheme(url).label(url)
 
 
-def make_gate(settings: Settings) -> Gate:
-    """The handshake checks, with the token verifier and its key files read now."""
+def make_gate(settings: Settings, *, hooked: bool = False) -> Gate:
+    """The handshake checks, with the token verifier and its key files read now.
+    ``hooked``: the application authenticates with its own hook instead of tokens."""
+    if hooked and settings.auth_enabled:
+        raise ConfigError(
+            "give either token keys (auth_secret, auth_public_key_file) or an authenticate="
+            " hook, not both: with a hook, your application decides who connects"
+        )
     verifier: TokenVerifier | None = None
     algorithms = settings.auth_algorithm_names
     options: dict[str, Any] = {
@@ -173,8 +184,36 @@ def make_gate(settings: Settings) -> Gate:
         verifier=verifier,
         cookie=settings.auth_cookie,
         query_param=settings.auth_query_param,
-        loopback_host_only=verifier is None and not settings.allow_anonymous,
+        hooked=hooked,
+        loopback_host_only=verifier is None and not hooked and not settings.allow_anonymous,
     )
+
+
+def check_exposure(settings: Settings, *, hooked: bool = False) -> None:
+    """Refuse to serve anonymous clients beyond this machine unless told to."""
+    if settings.auth_enabled or hooked or settings.allow_anonymous or is_loopback(settings.host):
+        return
+    raise ConfigError(
+        f"refusing to serve on {settings.host} without auth: anyone who can reach it could"
+        " subscribe and publish to every room. Configure tokens (FANOUT_AUTH_SECRET, or"
+        " --auth-public-key-file; see docs/security.md) or your app's own authenticate="
+        " hook, bind to 127.0.0.1, or pass --allow-anonymous if that is what you want."
+    )
+
+
+MIN_API_KEY_CHARS = 16
+
+
+def api_key(settings: Settings) -> bytes | None:
+    """The server API's key (None: the API is off); ConfigError if too short to guess."""
+    if not settings.api_key:
+        return None
+    if len(settings.api_key) < MIN_API_KEY_CHARS:
+        raise ConfigError(
+            f"api_key must be at least {MIN_API_KEY_CHARS} characters (make one with"
+            " python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return settings.api_key.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +224,20 @@ class Wiring:
     gate: Gate
     session: SessionLimits
     broker_label: str
+    api_key: bytes | None
 
 
-def wire(settings: Settings, broker: Broker | None = None) -> Wiring:
-    """Everything the settings describe, or ConfigError with the reason."""
-    gate = make_gate(settings)
+def wire(settings: Settings, broker: Broker | None = None, *, hooked: bool = False) -> Wiring:
+    """Everything the settings describe, or ConfigError with the reason. ``hooked``: the
+    application authenticates connections with its own hook."""
+    check_exposure(settings, hooked=hooked)
+    gate = make_gate(settings, hooked=hooked)
     session = session_limits(settings)
     label = broker_label(settings.broker)
     hub = Hub(broker or make_broker(settings), hub_limits(settings))
-    return Wiring(hub=hub, gate=gate, session=session, broker_label=label)
+    return Wiring(
+        hub=hub, gate=gate, session=session, broker_label=label, api_key=api_key(settings)
+    )
 
 
 def _checked(build: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fanout.auth.identity import Identity
 from fanout.auth.origin import OriginPolicy
 from fanout.auth.tokens import TokenError, TokenVerifier
 from fanout.core.access import ANONYMOUS, Access
@@ -40,6 +41,8 @@ class Gate:
     verifier: TokenVerifier | None = None
     cookie: str = "fanout_token"
     query_param: str = "token"
+    # The application's own hook authenticates (its result is passed to ``admit``).
+    hooked: bool = False
     # An anonymous hub on loopback: the Host must name this machine too. Otherwise a
     # page whose domain re-resolves to 127.0.0.1 (DNS rebinding) would be same-origin.
     loopback_host_only: bool = False
@@ -49,8 +52,10 @@ class Gate:
         headers: Mapping[str, str],
         query: Mapping[str, str],
         cookies: Mapping[str, str],
+        identity: object = None,
     ) -> Access:
-        """``headers`` with lower-case names."""
+        """``headers`` with lower-case names; ``identity``: what the application's hook
+        returned, when the hub has one."""
         host = headers.get("host")
         if self.loopback_host_only and not is_loopback_host(host):
             raise HandshakeDenied(
@@ -62,6 +67,10 @@ class Gate:
         refusal = self.origins.refusal(headers.get("origin"), host)
         if refusal is not None:
             raise HandshakeDenied(refusal, kind="origin")
+        if self.hooked:
+            if identity is None:
+                raise HandshakeDenied("not authenticated", kind="token")
+            return Identity.of(identity).access()
         if self.verifier is None:
             return ANONYMOUS
         token = self.token_of(headers, query, cookies)

@@ -187,6 +187,7 @@ class TokenAccess:
     expires_at: float | None
     grants: RoomGrants
     claims: Mapping[str, Any] = field(repr=False)
+    identity: Any = None
 
     def may_subscribe(self, room: str) -> bool:
         return self.grants.may_subscribe(room)

@@ -1,6 +1,7 @@
 """What one connection may do: the interface the hub checks, whatever issued it.
 
-``fanout.auth`` builds an ``Access`` from a verified token; without auth every
+``fanout.auth`` builds an ``Access`` from a verified token or from the application's
+own hook (``fanout.auth.identity``); without auth every
 connection gets ``ANONYMOUS``, which may do everything. The core never sees tokens:
 it asks ``may_subscribe`` / ``may_publish`` for each client request (the application's
 own ``on_subscribe`` / ``on_publish`` hooks run after, and may still ``deny()``).
@@ -26,6 +27,10 @@ class Access(Protocol):
         """Every claim of the verified token (empty when anonymous)."""
 
     @property
+    def identity(self) -> Any:
+        """The application's own user object (from an ``authenticate=`` hook), else None."""
+
+    @property
     def expires_at(self) -> float | None:
         """Unix time after which the connection is closed with 1008, unless refreshed."""
 
@@ -43,6 +48,7 @@ class _Anonymous:
     subject: str | None = None
     claims: Mapping[str, Any] = MappingProxyType({})
     expires_at: float | None = None
+    identity: Any = None
 
     def may_subscribe(self, room: str) -> bool:
         return True

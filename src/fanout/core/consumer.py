@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fanout.core.access import ANONYMOUS, Access
 from fanout.core.broker import Published
@@ -66,8 +66,14 @@ class Consumer:
 
     @property
     def user(self) -> str | None:
-        """The token's ``sub`` (None without auth)."""
+        """Who this is: the token's ``sub``, or the id an ``authenticate=`` hook gave
+        (None without auth)."""
         return self.access.subject
+
+    @property
+    def identity(self) -> Any:
+        """Your application's user object, as an ``authenticate=`` hook returned it."""
+        return self.access.identity
 
     def set_access(self, access: Access) -> None:
         """What this connection may do from now on (after a token refresh)."""
@@ -104,7 +110,7 @@ class Consumer:
 
     async def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
         """Publish to every member of ``room``, on every node."""
-        return await self.hub.publish(self.hub.check_room(room), data, msg_id=id)
+        return await self.hub.publish(room, data, msg_id=id)
 
     def send(self, data: Payload) -> bool:
         """Send to this connection only, outside any room's history.

@@ -49,3 +49,25 @@ def close_for(exc: BaseException) -> tuple[CloseCode, str]:
         # A plain client has no error frame: a message the broker did not take ends it.
         return CloseCode.INTERNAL, f"broker: {exc}"
     return CloseCode.INTERNAL, "internal error"
+
+
+# The server HTTP API's statuses for a refused or failed publish.
+_HTTP_STATUS = {
+    ErrorCode.TOO_BIG: 413,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.TIMEOUT: 503,
+}
+
+
+def http_error(exc: Exception) -> tuple[int, dict[str, str]]:
+    """The HTTP status and JSON body ``{"code", "reason"}`` for a publish that raised
+    ``exc``: 400 for what the caller must fix, 413 too big, 503 when a retry by ``id``
+    may succeed, 500 for a bug (logged)."""
+    if isinstance(exc, FrameError):
+        return _HTTP_STATUS.get(exc.code, 400), {"code": str(exc.code), "reason": exc.reason}
+    if isinstance(exc, BrokerError):
+        return _HTTP_STATUS[exc.code], {"code": str(exc.code), "reason": str(exc)}
+    log.error("server API request failed", exc_info=exc)
+    return 500, {"code": str(ErrorCode.INTERNAL), "reason": f"internal error: {type(exc).__name__}"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from fanout.core.broker import Broker, Published
 from fanout.core.connection import Connection, Mode
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import OutboxLimits
+from fanout.core.publishing import PublishRules
 from fanout.core.subscription import EpochReset, LostRange, Subscription
 from fanout.core.transport import Transport
 from fanout.protocol.codes import CloseCode, ErrorCode
@@ -26,7 +26,7 @@ from fanout.protocol.errors import (
     ProtocolViolation,
     StateError,
 )
-from fanout.protocol.frames import Since, check_room
+from fanout.protocol.frames import Since
 
 log = logging.getLogger("fanout.hub")
 T = TypeVar("T")
@@ -39,8 +39,8 @@ class HubLimits:
     max_connections: int
     max_rooms_per_connection: int
     max_connections_per_ip: int  # 0: no limit per address
-    # Rooms must also fully match this regular expression ("": any valid room name).
-    room_pattern: str
+    # Room names, ids and data sizes every publish is held to.
+    publish: PublishRules
     publish_timeout_s: float
     close_timeout_s: float
     shutdown_flush_s: float
@@ -53,10 +53,6 @@ class HubLimits:
             raise ValueError("timeouts must be > 0")
         if self.max_connections_per_ip < 0:
             raise ValueError("max_connections_per_ip must be >= 0 (0: no limit)")
-        try:
-            re.compile(self.room_pattern)
-        except re.error as exc:
-            raise ValueError(f"room_pattern is not a regular expression: {exc}") from exc
 
 
 class _Room:
@@ -83,9 +79,6 @@ class Hub:
         self.counters: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
         self._per_ip: Counter[str] = Counter()
-        self._room_pattern = (
-            re.compile(self.limits.room_pattern) if self.limits.room_pattern else None
-        )
         self._flusher: FlushScheduler | None = None
         self._accepting = False
 
@@ -170,14 +163,7 @@ class Hub:
 
     def check_room(self, room: object) -> str:
         """``room`` if it is a valid room name on this hub, else FrameError ``bad_room``."""
-        name = check_room(room)
-        pattern = self._room_pattern
-        if pattern is not None and pattern.fullmatch(name) is None:
-            raise FrameError(
-                ErrorCode.BAD_ROOM,
-                f"room {name!r} does not match this hub's room pattern '{pattern.pattern}'",
-            )
-        return name
+        return self.limits.publish.room(room)
 
     async def subscribe(self, conn: Connection, room: str, since: Since | None = None) -> None:
         """Join ``room``: ``subscribed``, then what was missed after ``since``, then live.
@@ -250,7 +236,11 @@ class Hub:
     # -- publishing -------------------------------------------------------------------
 
     async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
-        """Hand a message to the broker; answered within ``publish_timeout_s``."""
+        """Publish to every member of ``room`` on every node; answered within
+        ``publish_timeout_s``. InvalidPublish (a bad room, id or data, or too large) is
+        raised before anything is stored; BrokerError means not stored, or unknown: a
+        retry with the same ``msg_id`` is safe."""
+        room, data = self.limits.publish.check(room, data, msg_id)
         published = await self._broker_call(self.broker.publish(room, data, msg_id=msg_id))
         self.counters["duplicates" if published.duplicate else "published"] += 1
         return published

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     BAD_FRAME = "bad_frame"
     UNKNOWN_TYPE = "unknown_type"
     BAD_ROOM = "bad_room"
+    TOO_BIG = "too_big"
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_MANY_ROOMS = "too_many_rooms"
     FORBIDDEN = "forbidden"

@@ -2,6 +2,8 @@
 
 FanoutError
  +-- FrameError            a client frame is refused: answered with an ``error`` frame
+ |    +-- InvalidPublish       a publish (from a client, a route, the API or an emitter)
+ |                             with a bad room, id or data, or too large
  +-- ProtocolViolation     the connection must close with a close code
  +-- BrokerError           a broker call failed: a publish was not stored, or its outcome
  |    |                    is unknown (a retry by ``id`` is safe)
@@ -39,6 +41,11 @@ class FrameError(FanoutError):
         self.code = code
         self.reason = reason
         self.frame_id = frame_id
+
+
+class InvalidPublish(FrameError):
+    """A publish refused before it reached the broker: ``code`` says what (``bad_room``,
+    ``bad_frame``, ``too_big``), ``reason`` how to fix it. Nothing was stored."""
 
 
 class ProtocolViolation(FanoutError):

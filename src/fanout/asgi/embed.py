@@ -1,0 +1,266 @@
+"""``fanout.Hub``: fanout inside an existing FastAPI application.
+
+::
+
+    hub = fanout.Hub(settings, consumer=MyConsumer, authenticate=current_user)
+    app = FastAPI()
+    app.include_router(hub.router, prefix="/rt")   # start and stop join the app's lifespan
+    # or: app.mount("/rt", hub.app)                # starts on its first request
+
+    @app.post("/orders")
+    async def order(...):
+        await hub.publish("orders", {"id": 42}, id="order-42")
+
+The router carries the hub's routes (``/ws``, ``/ws/{room}``, ``/healthz``,
+``/metrics``, ``/fanout.js``, ``/api/publish``, ``/api/broadcast``, and the chat page
+at ``/`` if ``chat_page``) and a lifespan that FastAPI composes with the app's own when
+the router is included. Starlette does not run a mounted app's lifespan, so a hub that
+gets a request before it was started starts then (once); its shutdown is then the
+server's (uvicorn's SIGTERM still flushes and closes every fanout connection with 1001
+under fanout's protocol class), which is why including the router is the first choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import gc
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from fanout.asgi.api import ServerApi
+from fanout.asgi.endpoint import ConsumerFactory, Endpoint
+from fanout.asgi.metrics import render_metrics
+from fanout.asgi.wiring import wire
+from fanout.auth import redact
+from fanout.core.broker import Broker, Published
+from fanout.core.consumer import Consumer
+from fanout.protocol.envelope import Payload
+from fanout.protocol.errors import FanoutError, StateError
+from fanout.settings import Settings
+
+HEALTH_TIMEOUT_S = 0.8
+# What an authenticate= hook may be: any callable FastAPI can resolve as a dependency.
+Authenticate = Callable[..., Any]
+
+
+class HubState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Hub:
+    """One fanout hub, embedded in an application (or served alone by ``create_app``)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        consumer: ConsumerFactory | None = None,
+        authenticate: Authenticate | None = None,
+        broker: Broker | None = None,
+    ) -> None:
+        """ConfigError, with the reason, if the settings cannot work."""
+        self.settings = settings or Settings()
+        wiring = wire(self.settings, broker, hooked=authenticate is not None)
+        self.core = wiring.hub
+        self.state = HubState.NEW
+        self._started: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker_label = wiring.broker_label
+        self._endpoint = Endpoint(self.core, consumer or Consumer, wiring.gate, wiring.session)
+        self._api = ServerApi(self.core, wiring.api_key, self._ensure_started)
+        redact.install(self.settings.auth_query_param)
+        self.router = APIRouter(lifespan=self._lifespan)
+        self._add_routes(authenticate)
+        self._app: FastAPI | None = None
+        # Move the start-up heap out of the collector's sight once started (create_app
+        # sets this: its app is the whole process; an embedding app decides for itself).
+        self.freeze_heap = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the hub (connect the broker). Idempotent; called by the lifespan."""
+        await self._ensure_started()
+
+    async def stop(self) -> None:
+        """Flush every connection (bounded), close them with 1001, close the broker."""
+        if self.state is HubState.NEW:
+            self.state = HubState.STOPPED
+            return
+        if self.state is HubState.STOPPED:
+            return
+        if self._started is not None and not self._started.done():
+            await asyncio.shield(self._started)
+        self.state = HubState.STOPPED
+        await self.core.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """``async with hub.lifespan():`` inside your app's own lifespan, if you compose
+        lifespans by hand (including ``hub.router`` does this for you)."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _lifespan(self, app: Any) -> Any:
+        return self.lifespan(app)
+
+    async def _ensure_started(self) -> None:
+        if self.state is HubState.RUNNING:
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                raise StateError(
+                    "this hub runs in another event loop: build one Hub per application"
+                    " (and per worker process)"
+                )
+            return
+        if self.state is HubState.STOPPED:
+            raise StateError("this hub was stopped; build a new Hub to serve again")
+        if self._started is None:
+            self.state = HubState.STARTING
+            self._loop = asyncio.get_running_loop()
+            self._started = self._loop.create_future()
+            try:
+                await self.core.start()
+            except BaseException as exc:
+                self.state = HubState.NEW
+                started, self._started = self._started, None
+                started.set_exception(exc)
+                started.exception()  # retrieved: the caller gets it below
+                raise
+            self.state = HubState.RUNNING
+            self._started.set_result(None)
+            if self.freeze_heap:
+                # Everything built so far lives as long as the process: full collections
+                # need not walk it again and again while messages flow.
+                gc.collect()
+                gc.freeze()
+        else:
+            await asyncio.shield(self._started)
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
+        """Publish to every member of ``room`` on every node, as a client's publish is:
+        the same checks (``InvalidPublish`` with the reason), the same offsets and
+        history, idempotent by ``id`` (a retry returns the first offset). ``data`` is
+        any JSON value, or bytes. ``BrokerError``: not stored, or unknown; retry by id."""
+        await self._ensure_started()
+        return await self.core.publish(room, data, msg_id=id)
+
+    async def broadcast(
+        self, rooms: Iterable[str], data: Payload, *, id: str | None = None
+    ) -> dict[str, Published | FanoutError]:
+        """``publish`` to each room; each room's result or error."""
+        await self._ensure_started()
+        results: dict[str, Published | FanoutError] = {}
+        for room in rooms:
+            try:
+                results[room] = await self.core.publish(room, data, msg_id=id)
+            except FanoutError as exc:
+                results[room] = exc
+        return results
+
+    # -- the app ------------------------------------------------------------------------
+
+    @property
+    def app(self) -> FastAPI:
+        """A FastAPI app serving only this hub: for ``app.mount(prefix, hub.app)``, or
+        to run alone (what ``create_app`` returns)."""
+        if self._app is None:
+            app = FastAPI(title="fanout")
+            app.include_router(self.router)
+            app.state.hub = self.core
+            app.state.fanout = self
+            app.state.settings = self.settings
+            self._app = app
+        return self._app
+
+    def _add_routes(self, authenticate: Authenticate | None) -> None:
+        router, endpoint, start = self.router, self._endpoint, self._ensure_started
+
+        if authenticate is None:
+
+            async def ws(websocket: WebSocket, room: str = "lobby") -> None:
+                await start()
+                await endpoint(websocket, room)
+
+        else:
+
+            async def ws(  # type: ignore[misc]
+                websocket: WebSocket, identity: Any, room: str = "lobby"
+            ) -> None:
+                await start()
+                await endpoint(websocket, room, identity)
+
+            # Objects, not the strings this module's annotations are: FastAPI resolves
+            # strings in the module's globals, where the app's hook is not.
+            ws.__annotations__ = {
+                "websocket": WebSocket,
+                "identity": Annotated[Any, Depends(authenticate)],
+                "room": str,
+                "return": None,
+            }
+
+        router.add_api_websocket_route("/ws", ws)
+        router.add_api_websocket_route("/ws/{room}", ws)
+        router.add_api_route("/healthz", self._healthz, methods=["GET"])
+        router.add_api_route("/metrics", self._metrics, methods=["GET"])
+        router.add_api_route("/fanout.js", _script, methods=["GET"])
+        self._api.add_routes(router)
+        if self.settings.chat_page:
+            router.add_api_route("/", _chat_page, methods=["GET"], response_class=HTMLResponse)
+
+    async def _healthz(self) -> Response:
+        hub = self.core
+        reason: str | None = None
+        try:
+            await self._ensure_started()
+        except StateError:
+            reason = "shutting down"
+        except Exception as exc:
+            reason = f"hub did not start: {exc}"
+        if reason is None and not hub.accepting:
+            reason = "shutting down"
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                reason = reason or await hub.broker.health()
+        except TimeoutError:
+            reason = f"broker did not answer within {HEALTH_TIMEOUT_S} s"
+        body: dict[str, Any] = {
+            "status": "ok" if reason is None else "unavailable",
+            "broker": self._broker_label,
+            "connections": len(hub.connections),
+            "rooms": hub.room_count,
+        }
+        if reason is not None:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=200 if reason is None else 503)
+
+    async def _metrics(self) -> Response:
+        return PlainTextResponse(render_metrics(self.core), media_type="text/plain; version=0.0.4")
+
+
+@functools.cache
+def _static(name: str) -> str:
+    return resources.files("fanout.asgi").joinpath(f"static/{name}").read_text("utf-8")
+
+
+async def _script() -> Response:
+    return Response(_static("fanout.js"), media_type="text/javascript; charset=utf-8")
+
+
+async def _chat_page() -> HTMLResponse:
+    return HTMLResponse(_static("chat.html"))
