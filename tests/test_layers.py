@@ -29,6 +29,12 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"protocol", "backoff"},
     "lab": {"protocol"},
 }
+# Single modules allowed one part more than their package, and why.
+EXCEPTIONS: dict[str, set[str]] = {
+    # The emitter is an entry point an application builds from ``fanout.Settings`` (in a
+    # process with no node, so no wiring); settings import nothing, so no cycle follows.
+    "brokers/redis/emitter.py": {"settings"},
+}
 SERVER = ("protocol", "core", "brokers", "auth", "apps", "asgi")
 WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn")
 
@@ -62,7 +68,7 @@ def test_each_part_imports_only_the_parts_below_it() -> None:
         part = name.split("/")[0].removesuffix(".py")
         if part not in ALLOWED:  # cli and the package root wire everything together
             continue
-        allowed = ALLOWED[part] | {part}
+        allowed = ALLOWED[part] | {part} | EXCEPTIONS.get(name, set())
         bad = [
             module
             for module in sorted(imports)

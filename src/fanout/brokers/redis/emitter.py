@@ -1,0 +1,264 @@
+"""Publish into a hub's rooms from any process, with no fanout node running there.
+
+``Emitter`` (async) and ``SyncEmitter`` (blocking, for Celery tasks, Django views,
+scripts) write to the Redis the nodes share, through the same publish step as a node
+(``fanout.brokers.redis.publish``): offsets, history, idempotency by ``id`` and delivery
+to subscribers on every node are exactly those of a client's publish. Each publish is
+checked first by the hub's ``PublishRules`` (room, id, size) and refused with
+``InvalidPublish`` before anything is sent; a Redis that is down, refuses or does not
+answer raises a ``BrokerError`` (never a false success), and a retry with the same
+``id`` is safe.
+
+::
+
+    with fanout.SyncEmitter("redis://127.0.0.1:6379/0") as emitter:
+        emitter.publish("news", {"title": "hello"}, id="news-1")
+
+The settings (``fanout.Settings``) must be those of the hub's nodes where they matter:
+``redis_key_prefix``, the history and idempotency limits, ``redis_room_ttl_s``,
+``max_message_bytes``, ``room_pattern``, ``redis_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import weakref
+from concurrent.futures import Future
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from fanout.brokers.redis.commands import CommandLink
+from fanout.brokers.redis.options import RedisBrokerOptions
+from fanout.brokers.redis.publish import PUBLISH, publish, redis_errors
+from fanout.core.broker import Published
+from fanout.core.publishing import PublishRules
+from fanout.protocol.envelope import Payload
+from fanout.protocol.errors import BrokerTimeout, ConfigError, StateError
+from fanout.settings import Settings
+
+SCHEMES = ("redis", "rediss")
+T = TypeVar("T")
+
+
+def emitter_options(url: str, settings: Settings) -> tuple[RedisBrokerOptions, PublishRules]:
+    """The broker options and publish rules ``settings`` describe for ``url``, as a node
+    with these settings has them (``fanout.asgi.wiring``); ConfigError if they cannot
+    work. The URL's password never appears in the error."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        hint = (
+            " (a hub on the in-memory broker takes publishes through its HTTP API:"
+            " fanout publish --url)"
+            if url == "memory"
+            else ""
+        )
+        raise ConfigError(
+            f"an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB"
+            f" or rediss://..., got {_redacted(url)!r}{hint}"
+        )
+    try:
+        options = RedisBrokerOptions(
+            url=url,
+            key_prefix=settings.redis_key_prefix,
+            history_max_messages=settings.history_max_messages,
+            history_max_bytes=settings.history_max_bytes,
+            idempotency_max_ids=settings.idempotency_max_ids,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            room_ttl_s=settings.redis_room_ttl_s,
+            timeout_s=settings.redis_timeout_s,
+            health_interval_s=settings.redis_health_interval_s,
+            reconnect_max_s=settings.redis_reconnect_max_s,
+        )
+        rules = PublishRules(
+            max_message_bytes=settings.max_message_bytes, room_pattern=settings.room_pattern
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace(url, _redacted(url))) from None
+    return options, rules
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
+
+
+class Emitter:
+    """Publishes through Redis from asyncio code; connects on the first publish.
+
+    Use it on one event loop at a time (a publish on another loop opens a connection
+    there). ``async with Emitter(url) as emitter:`` or ``await emitter.close()``.
+    """
+
+    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
+        self.options, self.rules = emitter_options(url, settings or Settings())
+        self._target = self.options.target
+        self._commands: CommandLink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """Where it publishes, without the password."""
+        return str(self._target)
+
+    async def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
+        """Publish ``data`` (JSON-serialisable, or bytes) to every member of ``room`` on
+        every node; returns its epoch and offset (``duplicate`` for a retried ``id``).
+
+        Raises InvalidPublish (nothing sent) for a bad room, id or data or one over
+        ``max_message_bytes``; BrokerError when Redis is down, refuses or does not
+        answer within ``redis_timeout_s`` (not stored, or unknown: retry with the same
+        ``id``)."""
+        if self._closed:
+            raise StateError("Emitter.publish after close()")
+        room, data = self.rules.check(room, data, id)
+        commands = self._link()
+        with redis_errors("publish", self._target, self.options.timeout_s):
+            return await publish(commands, self.options, room, data, id)
+
+    def _link(self) -> CommandLink:
+        loop = asyncio.get_running_loop()
+        if self._commands is None or self._loop is not loop:
+            # Commands are never re-sent by the link: a caller retries by id.
+            self._commands = CommandLink(self._target, self.options.timeout_s, scripts=[PUBLISH])
+            self._loop = loop
+        return self._commands
+
+    async def close(self) -> None:
+        """Close the connection; later publishes raise StateError. Idempotent."""
+        self._closed = True
+        commands, self._commands = self._commands, None
+        if commands is not None and self._loop is asyncio.get_running_loop():
+            await commands.close()
+
+    async def __aenter__(self) -> Emitter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class SyncEmitter:
+    """Publishes through Redis from synchronous code: each call blocks until Redis
+    answered (at most about twice ``redis_timeout_s``). The caller needs no event loop:
+    one runs in a background thread, started on the first publish, and serves every
+    thread of the process (calls from several threads share one connection).
+
+    Before the process forks (a Celery prefork pool), the thread and its connection are
+    stopped (a publish in flight then fails with BrokerUnavailable): a child must not
+    share them, and parent and child each start their own on their next publish.
+
+    ``with SyncEmitter(url) as emitter:`` or ``emitter.close()``.
+    """
+
+    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
+        self._url = url
+        self._settings = settings
+        self._emitter = Emitter(url, settings=settings)  # ConfigError now, not later
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+
+    @property
+    def address(self) -> str:
+        """Where it publishes, without the password."""
+        return self._emitter.address
+
+    def publish(self, room: str, data: Payload, *, id: str | None = None) -> Published:
+        """As ``Emitter.publish``, blocking."""
+        # Checked here too, so a refused publish starts no thread.
+        self._emitter.rules.check(room, data, id)
+        loop, emitter = self._running()
+        done = asyncio.run_coroutine_threadsafe(emitter.publish(room, data, id=id), loop)
+        return self._wait(done, "publish")
+
+    def close(self) -> None:
+        """Close the connection and stop the thread; later publishes raise StateError.
+        Idempotent."""
+        with self._lock:
+            self._closed = True
+        self._stop()
+
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, Emitter]:
+        with self._lock:
+            if self._closed:
+                raise StateError("SyncEmitter.publish after close()")
+            if self._pid != os.getpid():  # forked while the hook could not stop it
+                self._pid, self._loop, self._thread = os.getpid(), None, None
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="fanout-emitter", daemon=True
+                )
+                thread.start()
+                self._emitter = Emitter(self._url, settings=self._settings)
+                self._loop, self._thread = loop, thread
+                _RUNNING.add(self)
+            return self._loop, self._emitter
+
+    def _stop(self) -> None:
+        """Close the connection, stop the loop and join its thread, if running."""
+        with self._lock:
+            loop, thread, emitter = self._loop, self._thread, self._emitter
+            self._loop = self._thread = None
+            _RUNNING.discard(self)
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        with contextlib.suppress(Exception):
+            self._wait(asyncio.run_coroutine_threadsafe(emitter.close(), loop), "close")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    def _wait(self, done: Future[T], what: str) -> T:
+        # The publish bounds itself (connect and each command within redis_timeout_s, and
+        # a script Redis forgot is sent once more); this is the backstop.
+        limit = 2 * self._emitter.options.timeout_s + 1.0
+        try:
+            return done.result(timeout=limit)
+        except TimeoutError:
+            done.cancel()
+            raise BrokerTimeout(f"redis did not answer the {what} within {limit} s") from None
+
+    def __enter__(self) -> SyncEmitter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# The SyncEmitters whose thread runs, stopped before this process forks: a child that
+# inherited the loop would share its epoll instance with the parent, and its first
+# cleanup (a socket closed, a reader removed) would silence the parent's connection.
+_RUNNING: weakref.WeakSet[SyncEmitter] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for emitter in list(_RUNNING):
+        emitter._stop()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
