@@ -1,0 +1,238 @@
+/** Type declarations for fanout.js, the `fanout.v1` client. */
+
+/** Any JSON value (what a text publish carries). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** What `publish` accepts: a JSON value, or bytes sent as a binary frame. */
+export type PublishData = Json | Uint8Array | ArrayBuffer | ArrayBufferView | Blob;
+
+/** What a `message` carries: the JSON value, or the bytes of a binary publish. */
+export type MessageData = Json | Uint8Array;
+
+/** A place in a room's history: everything up to `offset` of `epoch`. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+export interface Ack {
+  id: string;
+  room: string;
+  epoch: string;
+  offset: number;
+}
+
+/** The hub confirmed a subscription (once per connection). */
+export interface SubscribedEvent {
+  room: string;
+  epoch: string;
+  /** The room's latest offset at subscribe time; live messages follow it. */
+  offset: number;
+  /** True when everything after the position resumed from follows, without holes. */
+  recovered: boolean;
+}
+
+export interface MessageEvent {
+  room: string;
+  epoch: string;
+  offset: number;
+  data: MessageData;
+}
+
+/** Offsets `from`..`to` (inclusive) of `epoch` will never be delivered. */
+export interface GapEvent {
+  room: string;
+  epoch: string;
+  from: number;
+  to: number;
+  /** True when the hole is in the earlier messages asked for with `history`, not in
+   * messages published while this client followed the room. */
+  history: boolean;
+}
+
+/** The room's history started over (hub restarted, data lost): a new epoch. Messages
+ * of the new epoch are then read from its start; those published before it in the
+ * old epoch while this client was away may be lost. */
+export interface ResetEvent {
+  room: string;
+  epoch: string;
+  offset: number;
+  previousEpoch: string | null;
+}
+
+/** An `error` from the hub, or a frame the client could not read (`malformed_frame`). */
+export interface ErrorEvent {
+  code: string;
+  reason: string;
+  id?: string;
+  room?: string;
+}
+
+/** A publish (client) or subscribe (room) will be sent again after `inMs`. */
+export interface RetryEvent {
+  code: string;
+  reason: string;
+  room: string;
+  id?: string;
+  inMs?: number;
+}
+
+export interface ConnectingEvent {
+  /** Attempts since the last open connection, this one included. */
+  attempt: number;
+}
+
+export interface ConnectedEvent {
+  /** 1 for the client's first open connection, then 2, 3... */
+  connection: number;
+}
+
+export interface DisconnectedEvent {
+  /** The close code (1006: no close frame, or a handshake that failed). */
+  code: number;
+  reason: string;
+  /** False when the connection never opened: the hub is unreachable, or (browsers
+   * cannot tell) refused the handshake. */
+  opened: boolean;
+  /** When the client tries again, or null when it stops. */
+  retryInMs: number | null;
+}
+
+/** The client stopped for good. */
+export interface StoppedEvent {
+  reason: string;
+  /** The close code, for a policy close (1008: token expired...). */
+  code?: number;
+  /** The HTTP status of a refused handshake (Node `ws` only; browsers hide it). */
+  status?: number;
+}
+
+export interface RoomEvents {
+  subscribed: SubscribedEvent;
+  message: MessageEvent;
+  gap: GapEvent;
+  reset: ResetEvent;
+  /** The hub refused the subscribe for good; the room is forgotten. */
+  error: ErrorEvent;
+  retry: RetryEvent;
+}
+
+export interface ClientEvents {
+  connecting: ConnectingEvent;
+  connected: ConnectedEvent;
+  disconnected: DisconnectedEvent;
+  stopped: StoppedEvent;
+  /** Errors that answer nothing the client waits for, and unreadable frames. */
+  error: ErrorEvent;
+  retry: RetryEvent;
+}
+
+export type Unsubscribe = () => void;
+
+declare class Emitter<Events> {
+  /** Add a listener; returns a function that removes it. */
+  on<K extends keyof Events>(type: K, listener: (event: Events[K]) => void): Unsubscribe;
+  off<K extends keyof Events>(type: K, listener: (event: Events[K]) => void): void;
+}
+
+export interface SubscribeOptions {
+  /** On the first subscribe, also deliver up to this many earlier messages. */
+  history?: number;
+  /** Start after this position (e.g. saved from an earlier session). */
+  since?: Position;
+}
+
+export interface PublishOptions {
+  /** 1-128 characters; generated when absent. Reuse it to retry the same publish. */
+  id?: string;
+}
+
+export interface BackoffOptions {
+  /** First delay (default 100 ms). */
+  initialMs?: number;
+  /** Largest delay (default 5000 ms); a connection that lasted this long starts over. */
+  maxMs?: number;
+  /** Fraction of each delay that is random (default 0.5). */
+  jitter?: number;
+}
+
+export interface ClientOptions {
+  /** The WebSocket constructor (default: the global one), e.g. `ws`'s in Node 20. */
+  WebSocket?: unknown;
+  /** Sent as the `token` query parameter of every handshake (browsers cannot set
+   * headers). A function is called before each connection attempt. */
+  token?: string | null | (() => string | null | Promise<string | null>);
+  /** The query parameter's name (the hub's `auth_query_param`, default `token`). */
+  tokenParam?: string;
+  backoff?: BackoffOptions;
+  /** A publish unanswered this long (once sent) means the connection is dead: it is
+   * dropped and the publish re-sent on the next one (default 10000). */
+  publishTimeoutMs?: number;
+  /** Larger publishes are refused locally with `too_big` (default 16 MiB, the hub's). */
+  maxMessageBytes?: number;
+}
+
+export type ClientState = "connecting" | "open" | "waiting" | "closed";
+
+export interface ClientStats {
+  /** Connection attempts. */
+  attempts: number;
+  /** Connections that opened. */
+  connections: number;
+  /** Messages dropped because they were already delivered. */
+  duplicates: number;
+  /** Gaps reported (not counting `history` ones). */
+  gaps: number;
+  /** New epochs reported. */
+  resets: number;
+  /** Publishes not answered yet. */
+  pending: number;
+}
+
+export class FanoutError extends Error {
+  constructor(code: string, reason: string, where?: { room?: string; id?: string });
+  /** The hub's error code (`forbidden`, `bad_room`...) or the client's: `too_big`,
+   * `refused`, `closed`, `unsubscribed`. */
+  readonly code: string;
+  readonly reason: string;
+  readonly room?: string;
+  readonly id?: string;
+}
+
+export class Room extends Emitter<RoomEvents> {
+  readonly name: string;
+  /** The last position delivered, or null before the first `subscribed`. */
+  readonly position: Position | null;
+  subscribe(options?: SubscribeOptions): Promise<SubscribedEvent>;
+  unsubscribe(): void;
+  publish(data: PublishData, options?: PublishOptions): Promise<Ack>;
+}
+
+export class FanoutClient extends Emitter<ClientEvents> {
+  /** Starts connecting at once (after the current task). */
+  constructor(url: string | URL, options?: ClientOptions);
+  readonly state: ClientState;
+  /** The current WebSocket, for debugging; send nothing through it. */
+  readonly socket: WebSocket | null;
+  /** Publishes not answered yet. */
+  readonly pending: number;
+  readonly stats: ClientStats;
+  /** Why the client stopped, or null while it runs. */
+  readonly stopped: StoppedEvent | null;
+  /** The handle of a room (the same object for a name); subscribes to nothing. */
+  room(name: string): Room;
+  position(room: string): Position | null;
+  /** Subscribe (resumed after every reconnect); resolves on the hub's confirmation,
+   * rejects with a FanoutError if the hub refuses the room. */
+  subscribe(room: string, options?: SubscribeOptions): Promise<SubscribedEvent>;
+  unsubscribe(room: string): void;
+  /** Resolves with the ack; re-sent with the same id until the hub answers; rejects
+   * with a FanoutError the hub's refusal (or `too_big`, `closed`, `refused`). */
+  publish(room: string, data: PublishData, options?: PublishOptions): Promise<Ack>;
+  /** Replace the live connection's token (same subject); later handshakes use it. */
+  refreshToken(token: string): Promise<{ sub: string | null; exp: number }>;
+  /** Skip the backoff wait and connect now. */
+  reconnect(): void;
+  /** Stop for good; resolves once the socket is closed. */
+  close(): Promise<void>;
+}
