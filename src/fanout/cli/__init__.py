@@ -1,4 +1,4 @@
-"""The ``fanout`` command: ``serve``, ``bench``, ``report``, ``baseline``, ``token``.
+"""The ``fanout`` command: ``serve``, ``publish``, ``bench``, ``report``, ``baseline``, ``token``.
 
 Each subcommand lives in its own module, which adds its parser and handles its
 arguments; the lab's modules are imported only when a lab command runs, so the hub
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fanout.cli import baseline, bench, report, serve, token
+from fanout.cli import baseline, bench, publish, report, serve, token
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
+    publish.add_parser(commands)
     bench.add_parser(commands)
     report.add_parser(commands)
     baseline.add_parser(commands)
