@@ -453,15 +453,15 @@ export class FanoutClient extends Emitter {
     // A connection that lasted starts the backoff over; one dropped at once does not.
     if (Date.now() - this.#openedAt >= this.#backoff.maxMs) this.#streak = 0;
     const delay = this.#delay(this.#streak++);
-    this[EMIT]("disconnected", { code, reason, opened: true, retryInMs: delay });
     this.#wait(delay);
+    this[EMIT]("disconnected", { code, reason, opened: true, retryInMs: delay });
   }
 
   #attemptFailed(reason, code = ABNORMAL) {
     this.#failed++;
     const delay = this.#delay(this.#streak++);
-    this[EMIT]("disconnected", { code, reason, opened: false, retryInMs: delay });
     this.#wait(delay);
+    this[EMIT]("disconnected", { code, reason, opened: false, retryInMs: delay });
   }
 
   #wait(delay) {
