@@ -86,19 +86,7 @@ def memory_broker_limits(settings: Settings) -> MemoryBrokerLimits:
 def redis_broker_options(settings: Settings) -> RedisBrokerOptions:
     from fanout.brokers.redis.options import RedisBrokerOptions
 
-    return _checked(
-        RedisBrokerOptions,
-        url=settings.broker,
-        key_prefix=settings.redis_key_prefix,
-        history_max_messages=settings.history_max_messages,
-        history_max_bytes=settings.history_max_bytes,
-        idempotency_max_ids=settings.idempotency_max_ids,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        room_ttl_s=settings.redis_room_ttl_s,
-        timeout_s=settings.redis_timeout_s,
-        health_interval_s=settings.redis_health_interval_s,
-        reconnect_max_s=settings.redis_reconnect_max_s,
-    )
+    return _checked(RedisBrokerOptions.from_settings, settings)
 
 
 def _memory_broker(settings: Settings) -> Broker:

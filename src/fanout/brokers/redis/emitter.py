@@ -61,18 +61,7 @@ def emitter_options(url: str, settings: Settings) -> tuple[RedisBrokerOptions, P
             f" or rediss://..., got {_redacted(url)!r}{hint}"
         )
     try:
-        options = RedisBrokerOptions(
-            url=url,
-            key_prefix=settings.redis_key_prefix,
-            history_max_messages=settings.history_max_messages,
-            history_max_bytes=settings.history_max_bytes,
-            idempotency_max_ids=settings.idempotency_max_ids,
-            idempotency_ttl_s=settings.idempotency_ttl_s,
-            room_ttl_s=settings.redis_room_ttl_s,
-            timeout_s=settings.redis_timeout_s,
-            health_interval_s=settings.redis_health_interval_s,
-            reconnect_max_s=settings.redis_reconnect_max_s,
-        )
+        options = RedisBrokerOptions.from_settings(settings, url)
         rules = PublishRules(
             max_message_bytes=settings.max_message_bytes, room_pattern=settings.room_pattern
         )
