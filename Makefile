@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/fanout serve
 
-# Debian packages the tests drive for real: Chromium for the chat page, redis-server for the broker.
+# Debian packages the tests drive for real: Chromium for the chat page, redis-server for the
+# broker, Node.js (20+; the JS client's tests install their npm dev dependency themselves).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || command -v /usr/bin/chromium >/dev/null 2>&1 || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	@command -v redis-server >/dev/null 2>&1 || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+	@command -v node >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
