@@ -1,11 +1,14 @@
 """An asyncio client for the fanout hub: reconnects with backoff and jitter, resumes
-every room from its last offset, retries publishes by ``id`` until acked."""
+every room (the personal room ``@<user>`` included) from its last offset, retries
+publishes by ``id`` until acked, asks for presence and history."""
 
 from fanout.backoff import Backoff
 from fanout.client.client import Client, ClientState, ClientStats
 from fanout.client.errors import (
     ClientClosed,
     ClientError,
+    Kicked,
+    MalformedAnswer,
     Refused,
     Rejected,
     Unreachable,
@@ -18,9 +21,16 @@ from fanout.client.events import (
     Disconnected,
     Event,
     Gap,
+    History,
+    Joined,
+    Left,
+    Member,
     Message,
+    Presence,
+    PresenceStats,
     Subscribed,
     SubscribeFailed,
+    Unsubscribed,
 )
 
 __all__ = [
@@ -37,10 +47,19 @@ __all__ = [
     "Disconnected",
     "Event",
     "Gap",
+    "History",
+    "Joined",
+    "Kicked",
+    "Left",
+    "MalformedAnswer",
+    "Member",
     "Message",
+    "Presence",
+    "PresenceStats",
     "Refused",
     "Rejected",
     "SubscribeFailed",
     "Subscribed",
     "Unreachable",
+    "Unsubscribed",
 ]

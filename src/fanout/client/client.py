@@ -14,9 +14,10 @@ again are in ``sender``; what each received frame does is in ``receiver``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
@@ -33,7 +34,9 @@ from fanout.client.connect import (
     RETRYABLE_CONNECT_ERRORS,
     Link,
     check_url,
+    closed_for_good,
     describe,
+    handshake_url,
     open_connection,
 )
 from fanout.client.errors import ClientClosed, ClientError, Refused, Rejected, Unreachable
@@ -44,16 +47,19 @@ from fanout.client.events import (
     Data,
     Disconnected,
     Event,
+    History,
+    Presence,
+    PresenceStats,
     Subscribed,
 )
 from fanout.client.publishes import PendingPublish, PendingPublishes
 from fanout.client.receiver import Receiver
 from fanout.client.reconnects import Reconnects
+from fanout.client.requests import A, PendingRequests
 from fanout.client.sender import Sender
-from fanout.client.subscriptions import Subscriptions
+from fanout.client.subscriptions import Subscriptions, check_room, is_server_room
 from fanout.protocol.codes import CloseCode, ErrorCode
-from fanout.protocol.errors import FrameError
-from fanout.protocol.frames import MAX_ID_CHARS, check_room
+from fanout.protocol.frames import MAX_ID_CHARS
 
 log = logging.getLogger("fanout.client")
 
@@ -102,6 +108,12 @@ class Client:
     reading the socket (the hub then applies its slow-consumer rule).
     ``token``: sent as ``Authorization: Bearer <token>`` with every handshake; replace
     it on the live connection with ``refresh_token`` before it expires.
+    ``request_timeout_s``: how long ``presence``/``presence_stats``/``history`` wait
+    for their answer (through reconnects) by default.
+
+    A connection whose identity has a user id is subscribed by the hub to its personal
+    room ``@<user>`` (``user_room``), whose events come like any room's and which is
+    resumed after every reconnect. A close 1008 or 4003 (kicked) stops the client.
     """
 
     def __init__(
@@ -119,9 +131,10 @@ class Client:
         ping_interval_s: float | None = 20.0,
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
+        request_timeout_s: float = 10.0,
     ) -> None:
         check_url(url)
-        if publish_timeout_s <= 0 or open_timeout_s <= 0:
+        if publish_timeout_s <= 0 or open_timeout_s <= 0 or request_timeout_s <= 0:
             raise ValueError("timeouts must be > 0")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be >= 1 or None")
@@ -134,6 +147,7 @@ class Client:
         self.max_attempts = max_attempts
         self.max_message_bytes = max_message_bytes
         self.ping_interval_s = ping_interval_s
+        self.request_timeout_s = request_timeout_s
         self.headers = dict(headers) if headers else None
         self._auth = TokenKeeper(token, headers)
         self._state = ClientState.IDLE
@@ -142,16 +156,22 @@ class Client:
         self._subs = Subscriptions()
         self._rooms = self._subs.tracker
         self._publishes = PendingPublishes()
+        self._requests = PendingRequests()
         self._sender = Sender(
             subs=self._subs,
             publishes=self._publishes,
+            requests=self._requests,
             auth=self._auth,
             events=self._events,
             backoff=self.backoff,
             publish_timeout_s=publish_timeout_s,
         )
         self._receiver = Receiver(
-            subs=self._subs, publishes=self._publishes, auth=self._auth, sender=self._sender
+            subs=self._subs,
+            publishes=self._publishes,
+            auth=self._auth,
+            sender=self._sender,
+            requests=self._requests,
         )
         self._connections = 0
         self._runner: asyncio.Task[None] | None = None
@@ -174,6 +194,12 @@ class Client:
     def position(self, room: str) -> tuple[str, int] | None:
         """(epoch, offset) of the last message of ``room`` handed to the application."""
         return self._rooms.since(room)
+
+    @property
+    def user_room(self) -> str | None:
+        """The personal room (``@<user>``) the hub subscribed this client to, once it
+        announced it; None for an identity without a user id."""
+        return self._subs.user_room
 
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
@@ -220,7 +246,7 @@ class Client:
         offset. Waits through reconnects; raises Rejected if the hub refuses the room.
         """
         self._check_usable()
-        _check_room(room)
+        check_room(room, client_managed=True)
         confirmed = self._subs.confirmed(room)
         if confirmed is not None:
             return confirmed
@@ -236,6 +262,8 @@ class Client:
     async def unsubscribe(self, room: str) -> None:
         """Stop receiving ``room`` and forget its position."""
         self._check_usable()
+        if is_server_room(room):
+            check_room(room, client_managed=True)
         if room not in self._subs:
             return
         link = self._sender.link
@@ -257,7 +285,7 @@ class Client:
         Cancel (e.g. with ``asyncio.timeout``) to stop retrying.
         """
         self._check_usable()
-        _check_room(room)
+        check_room(room, client_managed=True)
         msg_id = uuid.uuid4().hex if id is None else id
         if not msg_id or len(msg_id) > MAX_ID_CHARS:
             raise ValueError(f"a publish id must be 1-{MAX_ID_CHARS} characters")
@@ -291,6 +319,42 @@ class Client:
                 self._publishes.discard(pending)
                 pending.future.cancel()
             raise
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def presence(self, room: str, *, timeout: float | None = None) -> Presence:
+        """Who is in ``room`` now (one member per connection). Waits through reconnects
+        for ``timeout`` (default ``request_timeout_s``), then raises TimeoutError; raises
+        Rejected when the hub refuses (``forbidden``: not granted or presence off for the
+        room, ``bad_room``, ``unavailable``: try later)."""
+        encode = functools.partial(wire.encode_presence, room)
+        return await self._ask(Presence, room, encode, timeout)
+
+    async def presence_stats(self, room: str, *, timeout: float | None = None) -> PresenceStats:
+        """How many connections and distinct users are in ``room``; as ``presence``."""
+        encode = functools.partial(wire.encode_presence_stats, room)
+        return await self._ask(PresenceStats, room, encode, timeout)
+
+    async def history(
+        self, room: str, *, limit: int = 100, since: int | None = None, timeout: float | None = None
+    ) -> History:
+        """Messages of ``room`` without subscribing: the last ``limit`` (1-1000), or with
+        ``since`` the first ``limit`` after that offset (to page forward). Changes no
+        subscription nor position; errors as ``presence``."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be 1-1000")
+        if since is not None and since < 0:
+            raise ValueError("since must be an offset >= 0")
+        encode = functools.partial(wire.encode_history, room, limit=limit, since=since)
+        return await self._ask(History, room, encode, timeout)
+
+    async def _ask(
+        self, expects: type[A], room: str, encode: Callable[[str], bytes], timeout: float | None
+    ) -> A:
+        self._check_usable()
+        check_room(room)
+        timeout_s = self.request_timeout_s if timeout is None else timeout
+        return await self._requests.ask(expects, room, encode, self._sender.request, timeout_s)
 
     # -- auth ---------------------------------------------------------------------------
 
@@ -336,7 +400,7 @@ class Client:
                 self._state = ClientState.CONNECTING
                 try:
                     ws = await open_connection(
-                        self.url,
+                        handshake_url(self.url, self._subs.user_since()),
                         open_timeout_s=self.open_timeout_s,
                         ping_interval_s=self.ping_interval_s,
                         max_size=self.max_message_bytes + _FRAME_SLACK,
@@ -358,9 +422,10 @@ class Client:
                 reconnects.connected()
                 opened = loop.time()
                 code, reason, number = await self._session(ws)
-                if code == CloseCode.POLICY:
+                final = closed_for_good(code, reason)
+                if final is not None:
                     await self._events.put(Disconnected(code, reason, None))
-                    self._stop(Refused(reason or "policy violation", code=code), ClientState.FAILED)
+                    self._stop(final, ClientState.FAILED)
                     return
                 if code == CloseCode.TOO_BIG:
                     self._publishes.fail_too_big(number, reason)
@@ -415,14 +480,8 @@ class Client:
         self._state = state
         self._failure = error
         self._publishes.fail_all(error)
+        self._requests.fail_all(error)
         self._subs.fail_waiters(error)
         self._auth.fail_all(error)
         self._sender.cancel()
         self._events.end(None if isinstance(error, ClientClosed) else error)
-
-
-def _check_room(room: str) -> None:
-    try:
-        check_room(room)
-    except FrameError as exc:
-        raise Rejected(str(exc.code), exc.reason, room=room) from None

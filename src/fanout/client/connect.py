@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,8 +17,8 @@ from websockets.exceptions import (
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
-from fanout.client.errors import Refused
-from fanout.protocol.codes import SUBPROTOCOL
+from fanout.client.errors import KICKED, Kicked, Refused
+from fanout.protocol.codes import SUBPROTOCOL, CloseCode
 
 # What a failed attempt raises when another attempt may succeed: refused or reset
 # connections, timeouts, a handshake cut short, a 5xx answer.
@@ -98,6 +99,28 @@ def denial_reason(body: bytes | bytearray | None) -> str | None:
         return None
     text = "".join(c if c.isprintable() else " " for c in reason.strip())
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+
+def handshake_url(url: str, user_since: tuple[str, int] | None) -> str:
+    """``url`` with ``user_since=EPOCH:OFFSET`` in its query (replacing any), the
+    position to resume the personal room from; ``url`` unchanged without one."""
+    if user_since is None:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "user_since"]
+    query.append(("user_since", f"{user_since[0]}:{user_since[1]}"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def closed_for_good(code: int | None, reason: str) -> Refused | None:
+    """The error that stops the client after a close with ``code``, or None when it
+    reconnects: a policy close (1008: token expired...) or a kick (4003) would only
+    happen again, or is the server's wish."""
+    if code == KICKED:
+        return Kicked(reason or "disconnected by the server", code=code)
+    if code == CloseCode.POLICY:
+        return Refused(reason or "policy violation", code=code)
+    return None
 
 
 def describe(exc: BaseException) -> str:

@@ -5,6 +5,8 @@ FanoutError
       +-- Rejected        the hub (or the same rule checked locally) refused a request
       +-- Unreachable     no connection after ``max_attempts`` attempts; the client stopped
       +-- Refused         the hub turned this client away for good; the client stopped
+      |    +-- Kicked     the hub disconnected this client on purpose (close 4003)
+      +-- MalformedAnswer the hub's answer to a request did not read
       +-- ClientClosed    the client was closed while the operation waited
 """
 
@@ -16,6 +18,10 @@ from fanout.protocol.errors import FanoutError
 # Error codes whose request may succeed if sent again with the same ``id``: the hub
 # promises that an ``error`` answer means "not stored, or outcome unknown".
 RETRYABLE_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED})
+
+# The close code of a connection the server ended on purpose ("disconnected by the
+# server: ..."): like a policy close, the client must not reconnect by itself.
+KICKED = 4003
 
 
 class ClientError(FanoutError):
@@ -64,6 +70,16 @@ class Refused(ClientError):
         self.code = code
         self.status = status
         self.reason = reason
+
+
+class Kicked(Refused):
+    """The hub disconnected this client on purpose (close 4003, e.g. the application
+    disconnected its user); ``reason`` is the hub's. The client does not reconnect."""
+
+
+class MalformedAnswer(ClientError):
+    """The hub answered a request (presence, history) with a frame that does not read,
+    or with the answer to another kind of request."""
 
 
 class ClientClosed(ClientError):

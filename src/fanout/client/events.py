@@ -1,4 +1,5 @@
-"""What the client hands to the application: events from ``Client.events()`` and acks.
+"""What the client hands to the application: events from ``Client.events()``, acks and
+the answers to requests (presence, history).
 
 Every event is a frozen dataclass; match on the type::
 
@@ -62,6 +63,45 @@ class SubscribeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsubscribed:
+    """The server ended this client's subscription to ``room`` (``reason`` says why); the
+    client forgot the room and its position and does not resubscribe it."""
+
+    room: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One connection present in a room: its user (None when anonymous), the
+    connection's and the node's ids, when it joined (Unix time), and the application's
+    ``info`` about it (any JSON value)."""
+
+    user: str | None
+    conn: str
+    node: str
+    joined_at: float
+    info: Data = None
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """``member`` joined ``room`` (rooms whose presence events are on). Not a message:
+    no offset, not replayed after a reconnect."""
+
+    room: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """``member`` left ``room`` (rooms whose presence events are on)."""
+
+    room: str
+    member: Member
+
+
+@dataclass(frozen=True, slots=True)
 class Direct:
     """A frame the server application sent to this connection only (``Consumer.send``)."""
 
@@ -98,7 +138,17 @@ class ConnectFailed:
 
 
 Event = (
-    Message | Gap | Subscribed | SubscribeFailed | Direct | Connected | Disconnected | ConnectFailed
+    Message
+    | Gap
+    | Subscribed
+    | SubscribeFailed
+    | Unsubscribed
+    | Joined
+    | Left
+    | Direct
+    | Connected
+    | Disconnected
+    | ConnectFailed
 )
 
 
@@ -110,3 +160,33 @@ class Ack:
     room: str
     epoch: str
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is in ``room`` now: one ``Member`` per connection (a user may have several)."""
+
+    room: str
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceStats:
+    """How many connections and distinct users are in ``room`` now."""
+
+    room: str
+    connections: int
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Messages of ``room`` read on demand (``Client.history``), in offset order, with
+    binary data as bytes. ``latest`` is the room's latest offset, ``first_kept`` the
+    oldest it still keeps; offsets are only comparable within ``epoch``."""
+
+    room: str
+    epoch: str
+    latest: int
+    first_kept: int
+    messages: tuple[Message, ...]

@@ -1,6 +1,7 @@
 """What each frame from the hub does: it goes to the bookkeeping it concerns (rooms,
-subscribes, publishes, token refreshes), and what the application should see comes back
-as events. No I/O here; a retryable error is handed to the sender to try again later.
+subscribes, publishes, token refreshes, requests), and what the application should see
+comes back as events. No I/O here; a retryable error is handed to the sender to try
+again later.
 """
 
 from __future__ import annotations
@@ -10,8 +11,19 @@ import logging
 from fanout.client import wire
 from fanout.client.auth import TokenKeeper
 from fanout.client.errors import RETRYABLE_CODES, Rejected
-from fanout.client.events import Ack, Event, Gap, Message, Subscribed, SubscribeFailed
+from fanout.client.events import (
+    Ack,
+    Event,
+    Gap,
+    Joined,
+    Left,
+    Message,
+    Subscribed,
+    SubscribeFailed,
+    Unsubscribed,
+)
 from fanout.client.publishes import PendingPublishes
+from fanout.client.requests import PendingRequests
 from fanout.client.sender import Sender
 from fanout.client.subscriptions import Subscriptions
 from fanout.protocol.codes import ErrorCode
@@ -27,10 +39,12 @@ class Receiver:
         publishes: PendingPublishes,
         auth: TokenKeeper,
         sender: Sender,
+        requests: PendingRequests,
     ) -> None:
         self._subs = subs
         self._rooms = subs.tracker
         self._publishes = publishes
+        self._requests = requests
         self._auth = auth
         self._sender = sender
 
@@ -39,15 +53,25 @@ class Receiver:
         try:
             frame = wire.decode(raw)
         except wire.MalformedFrame as exc:
-            # Dropped, not fatal: if it was a message, the next one reveals the hole.
+            # Dropped, not fatal: if it was a message, the next one reveals the hole; if
+            # it answered a request, that request fails now rather than at its timeout.
             log.warning("ignoring a malformed frame from the hub: %s", exc)
+            self._requests.malformed(exc.id, str(exc))
             return []
         if isinstance(frame, Message):
             return self._rooms.message(frame)
         if isinstance(frame, Subscribed):
+            self._subs.personal(frame)
             events = self._rooms.subscribed(frame)
             self._subs.answered(frame)
             return events
+        if isinstance(frame, Joined | Left):
+            return [frame] if frame.room in self._subs else []
+        if isinstance(frame, Unsubscribed):
+            return self._unsubscribed(frame)
+        if isinstance(frame, wire.Reply):
+            self._requests.answered(frame)
+            return []
         if isinstance(frame, Gap):
             return self._rooms.gap(frame)
         if isinstance(frame, Ack):
@@ -60,8 +84,18 @@ class Receiver:
             return self._error(frame)
         return [frame]
 
+    def _unsubscribed(self, frame: Unsubscribed) -> list[Event]:
+        room = frame.room
+        if room not in self._subs or self._subs.awaiting_answer(room):
+            # Unknown; or about the subscription before the subscribe still out, which
+            # the hub handled after this: that subscribe's answer decides.
+            return []
+        error = Rejected("unsubscribed", frame.reason or "unsubscribed by the hub", room=room)
+        self._subs.forget(room, error)
+        return [frame]
+
     def _error(self, frame: wire.ErrorReply) -> list[Event]:
-        if self._auth.refused(frame):
+        if self._auth.refused(frame) or self._requests.refused(frame):
             return []
         if frame.id is not None:
             pending = self._publishes.get(frame.id)

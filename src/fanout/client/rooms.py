@@ -49,8 +49,9 @@ class RoomTracker:
         pos = self.positions.get(frame.room)
         if pos is None:
             return []
-        if pos.epoch != frame.epoch:
-            # A new history (or a first subscribe): live messages follow its latest.
+        if pos.epoch != frame.epoch or frame.offset < pos.offset:
+            # A new history (or a first subscribe), or one that no longer reaches what
+            # was delivered: what we knew is void, live messages follow its latest.
             pos.epoch, pos.offset = frame.epoch, frame.offset
         # Same epoch: the replay (or a gap, when recovered is false) continues from
         # what was delivered, which pos.offset already says.

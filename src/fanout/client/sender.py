@@ -18,6 +18,7 @@ from fanout.client.auth import AuthRequest, TokenKeeper
 from fanout.client.buffer import EventBuffer
 from fanout.client.connect import Link
 from fanout.client.publishes import PendingPublish, PendingPublishes
+from fanout.client.requests import PendingRequest, PendingRequests
 from fanout.client.subscriptions import Subscriptions
 
 
@@ -27,6 +28,7 @@ class Sender:
         *,
         subs: Subscriptions,
         publishes: PendingPublishes,
+        requests: PendingRequests,
         auth: TokenKeeper,
         events: EventBuffer,
         backoff: Backoff,
@@ -35,6 +37,7 @@ class Sender:
         self.link: Link | None = None
         self._subs = subs
         self._publishes = publishes
+        self._requests = requests
         self._auth = auth
         self._events = events
         self._backoff = backoff
@@ -43,7 +46,8 @@ class Sender:
 
     async def resume(self, link: Link) -> None:
         """Send on a new connection what is not sent on it yet: token refreshes, then
-        subscribes, then publishes (each kind stops at a send that finds it closed)."""
+        subscribes, then publishes, then requests (each kind stops at a send that finds
+        it closed)."""
         # Refreshes not answered yet first: the rooms may need the new grants.
         for request in self._auth.not_sent_on(link.number):
             await self.auth(request)
@@ -57,6 +61,10 @@ class Sender:
         for pending in self._publishes.not_sent_on(link.number):
             if not await self.publish(link, pending):
                 break
+        for asked in self._requests.not_sent_on(link.number):
+            if self.link is not link:
+                break
+            await self.request(asked)
 
     async def subscribe(self, link: Link, room: str) -> bool:
         since = self._subs.sending(room, link.number)
@@ -67,6 +75,13 @@ class Sender:
         if link is not None:  # else the next handshake carries the token
             request.sent_on = link.number
             await link.send(wire.encode_auth(request.token, request.id), text=True)
+
+    async def request(self, request: PendingRequest) -> None:
+        """Send ``request`` on the open connection, if any (else the next one sends it)."""
+        link = self.link
+        if link is not None and request.sent_on != link.number:
+            request.sent_on = link.number
+            await link.send(request.frame, text=True)
 
     async def publish(self, link: Link, pending: PendingPublish) -> bool:
         pending.sent_on = link.number

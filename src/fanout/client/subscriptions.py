@@ -1,14 +1,40 @@
-"""The rooms the application subscribed to, and where each subscribe stands."""
+"""The rooms the application subscribed to, where each subscribe stands, and the
+personal room the server subscribes by itself."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 
 from fanout.backoff import Backoff
+from fanout.client.errors import Rejected
 from fanout.client.events import Subscribed
 from fanout.client.rooms import RoomTracker
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.errors import FrameError
+from fanout.protocol.frames import check_room as check_room_syntax
+
+log = logging.getLogger("fanout.client")
+
+
+def is_server_room(room: str) -> bool:
+    """Rooms starting with ``@`` are managed by the server: a client may not subscribe,
+    unsubscribe or publish there. The personal room ``@<user>`` is one."""
+    return room.startswith("@")
+
+
+def check_room(room: str, *, client_managed: bool = False) -> None:
+    """Raise Rejected for a room name the hub would refuse; with ``client_managed``, also
+    for a server-managed room, which a client may not (un)subscribe nor publish to."""
+    try:
+        check_room_syntax(room)
+    except FrameError as exc:
+        raise Rejected(str(exc.code), exc.reason, room=room) from None
+    if client_managed and is_server_room(room):
+        reason = "rooms starting with '@' are managed by the server"
+        raise Rejected(str(ErrorCode.FORBIDDEN), reason, room=room)
 
 
 class Subscriptions:
@@ -17,6 +43,11 @@ class Subscriptions:
     The hub answers a connection's requests in order, and its ``error`` frames for a
     subscribe carry no id. So the subscribes sent on the current connection and not
     answered yet are kept in order: an id-less error belongs to the oldest one.
+
+    The personal room (``user_room``) is tracked like any room (position, exactly-once,
+    gaps) but never subscribed by the client: the server subscribes each connection of
+    the user to it and announces it with a ``subscribed`` nobody asked for; the client
+    resumes it by putting its position in the handshake (``user_since``).
     """
 
     def __init__(self) -> None:
@@ -27,12 +58,40 @@ class Subscriptions:
         self._errors: dict[str, int] = {}  # retryable errors in a row
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiters: dict[str, list[asyncio.Future[Subscribed]]] = {}
+        self.user_room: str | None = None
+        self._personal_announced = False  # on the current connection
 
     def __contains__(self, room: object) -> bool:
         return room in self.tracker
 
     def rooms(self) -> list[str]:
-        return list(self.tracker.positions)
+        """The rooms a new connection subscribes to (all but the personal room)."""
+        return [room for room in self.tracker.positions if room != self.user_room]
+
+    def user_since(self) -> tuple[str, int] | None:
+        """Where the personal room stands, for the next handshake's ``user_since``."""
+        return self.tracker.since(self.user_room) if self.user_room is not None else None
+
+    def personal(self, frame: Subscribed) -> None:
+        """Adopt the room of ``frame`` as the personal room when it is the server's
+        announcement of it: a server-managed room nobody asked for, the first on this
+        connection (the server sends it first). Other unasked frames change nothing."""
+        room = frame.room
+        if not is_server_room(room) or room in self._unanswered:
+            return
+        if room == self.user_room:
+            self._personal_announced = True
+            return  # resumed: the tracker applies recovered, gap, or a new epoch
+        if self._personal_announced:
+            log.warning(
+                "ignoring a second personal room %r (this connection has %r)", room, self.user_room
+            )
+            return
+        if self.user_room is not None:  # another user now (a token for someone else)
+            self.tracker.remove(self.user_room)
+        self._personal_announced = True
+        self.user_room = room
+        self.tracker.add(room)
 
     def confirmed(self, room: str) -> Subscribed | None:
         return self._confirmed.get(room)
@@ -52,6 +111,11 @@ class Subscriptions:
     def new_connection(self) -> None:
         self._unanswered.clear()
         self._confirmed.clear()
+        self._personal_announced = False
+
+    def awaiting_answer(self, room: str) -> bool:
+        """A subscribe of ``room`` is out on this connection, not answered yet."""
+        return room in self._unanswered
 
     def needs_subscribe(self, room: str, connection: int) -> bool:
         return room in self.tracker and self._sent.get(room) != connection
@@ -100,6 +164,8 @@ class Subscriptions:
 
     def forget(self, room: str, error: BaseException) -> None:
         """Forget ``room``; whoever waits for its confirmation gets ``error``."""
+        if room == self.user_room:
+            self.user_room = None
         self.tracker.remove(room)
         self._sent.pop(room, None)
         self._errors.pop(room, None)
