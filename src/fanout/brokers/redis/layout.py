@@ -8,6 +8,14 @@ one Redis Cluster slot and one Lua script may touch them all:
 - ``PREFIX:{room}:ids``    hash: publish id -> offset (idempotency window)
 - ``PREFIX:{room}:idt``    sorted set: publish id scored by first-seen time in ms
 - ``PREFIX:{room}:ch``     pub/sub channel: ``epoch\\noffset\\nkind\\ndata`` per message
+
+Presence (``presence.py``) keeps four more keys per room, all expiring with the room's
+last presence write:
+
+- ``PREFIX:{room}:p:conns`` hash: connection id -> member JSON
+- ``PREFIX:{room}:p:exp``   sorted set: connection id scored by its expiry (unix ms)
+- ``PREFIX:{room}:p:users`` hash: user -> connections of that user in ``p:conns``
+- ``PREFIX:{room}:p:uexp``  sorted set: user scored by its latest connection's expiry
 """
 
 from __future__ import annotations
@@ -38,6 +46,23 @@ class RoomKeys:
     def all(self) -> list[str]:
         """The keys, in the order the Lua scripts expect them."""
         return [self.meta, self.log, self.ids, self.idt]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceKeys:
+    conns: str
+    exp: str
+    users: str
+    uexp: str
+
+    @classmethod
+    def of(cls, prefix: str, room: str) -> PresenceKeys:
+        base = f"{prefix}:{{{room}}}:p:"
+        return cls(base + "conns", base + "exp", base + "users", base + "uexp")
+
+    def all(self) -> list[str]:
+        """The keys, in the order the presence scripts expect them."""
+        return [self.conns, self.exp, self.users, self.uexp]
 
 
 def channel_prefix_and_suffix(prefix: str) -> tuple[bytes, bytes]:
