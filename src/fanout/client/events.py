@@ -74,8 +74,8 @@ class Unsubscribed:
 @dataclass(frozen=True, slots=True)
 class Member:
     """One connection present in a room: its user (None when anonymous), the
-    connection's and the node's ids, when it joined (Unix time), and the application's
-    ``info`` about it (any JSON value)."""
+    connection's id (unique across nodes) and its node's, when it joined (Unix time in
+    seconds; the hub sends milliseconds), and what the application shows about it."""
 
     user: str | None
     conn: str

@@ -234,14 +234,14 @@ _ANSWERS: dict[str, Callable[[dict[str, Any]], Answer]] = {
 def _member(value: object) -> Member:
     if not isinstance(value, dict):
         raise MalformedFrame("a member must be an object")
-    joined_at = _optional_number(value, "joined_at")
+    joined_at = _optional_number(value, "joined_at")  # Unix milliseconds
     if joined_at is None:
         raise MalformedFrame("member without a numeric 'joined_at'")
     return Member(
         _optional_str(value, "user"),
         _str(value, "conn"),
         _str(value, "node"),
-        joined_at,
+        joined_at / 1000,
         value.get("info"),
     )
 
