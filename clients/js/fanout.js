@@ -12,6 +12,10 @@
  *   error until the hub acks them: the hub stores each id once.
  * - Binary payloads (Uint8Array, ArrayBuffer, Blob) travel in the binary envelope:
  *   4-byte big-endian header length, JSON header, raw bytes.
+ * - The personal room (`@<user>`), which the hub subscribes every connection of a user
+ *   to, is tracked like any room and resumed with `user_since` on the handshake.
+ * - Presence and history are asked by `id` (`presence`, `presenceStats`, `history`).
+ * - A kick (close 4003) stops the client, like a policy close.
  *
  * The wire protocol: docs/protocol.md in the fanout repository.
  */
@@ -20,6 +24,7 @@ const SUBPROTOCOL = "fanout.v1";
 // Error codes after which sending the same frame again (same id) may succeed.
 const RETRYABLE = new Set(["unavailable", "timeout", "rate_limited"]);
 const POLICY = 1008;
+const KICKED = 4003; // disconnected by the server on purpose: do not reconnect
 const TOO_BIG = 1009;
 const ABNORMAL = 1006;
 const OPEN = 1; // WebSocket.OPEN, the same in browsers and `ws`
@@ -109,6 +114,18 @@ export class Room extends Emitter {
   publish(data, options) {
     return this.#client.publish(this.name, data, options);
   }
+
+  presence(options) {
+    return this.#client.presence(this.name, options);
+  }
+
+  presenceStats(options) {
+    return this.#client.presenceStats(this.name, options);
+  }
+
+  history(options) {
+    return this.#client.history(this.name, options);
+  }
 }
 
 export class FanoutClient extends Emitter {
@@ -118,6 +135,7 @@ export class FanoutClient extends Emitter {
   #tokenParam;
   #backoff;
   #publishTimeoutMs;
+  #requestTimeoutMs;
   #maxMessageBytes;
 
   #state = "connecting"; // connecting | open | waiting | closed
@@ -140,6 +158,12 @@ export class FanoutClient extends Emitter {
   #pending = new Map();
   /** id -> unanswered token refresh */
   #refreshes = new Map();
+  /** id -> unanswered presence, presence_stats or history request */
+  #requests = new Map();
+  /** The personal room's name, once the hub announced it. */
+  #userRoom = null;
+  /** Whether the current connection announced its personal room yet. */
+  #personalAnnounced = false;
 
   /**
    * @param {string | URL} url the hub's WebSocket endpoint (`ws://host/ws`); http(s)
@@ -173,6 +197,7 @@ export class FanoutClient extends Emitter {
       throw new RangeError("backoff needs 0 < initialMs <= maxMs");
     }
     this.#publishTimeoutMs = options.publishTimeoutMs ?? 10000;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this.#maxMessageBytes = options.maxMessageBytes ?? 16 * 1024 * 1024;
     // Start once the caller had a chance to add listeners.
     queueMicrotask(() => this.#connect());
@@ -208,6 +233,14 @@ export class FanoutClient extends Emitter {
   position(room) {
     const sub = this.#subs.get(room);
     return sub && sub.epoch !== null ? { epoch: sub.epoch, offset: sub.offset } : null;
+  }
+
+  /**
+   * The handle of the personal room (`@<user>`) the hub subscribed this client to, or
+   * null until the hub announced it (the `userRoom` event) or for an anonymous identity.
+   */
+  userRoom() {
+    return this.#userRoom === null ? null : this.room(this.#userRoom);
   }
 
   /** The handle of `room` (always the same object for a name). Subscribes to nothing. */
@@ -247,7 +280,7 @@ export class FanoutClient extends Emitter {
    * earlier messages. `since`: start after this {epoch, offset} (e.g. saved earlier).
    */
   subscribe(room, { history = 0, since } = {}) {
-    const check = this.#usable(room);
+    const check = this.#usable(room) ?? serverManaged(room);
     if (check) return handled(Promise.reject(check));
     let sub = this.#subs.get(room);
     if (sub && sub.confirmed) return Promise.resolve(sub.confirmed);
@@ -276,6 +309,8 @@ export class FanoutClient extends Emitter {
 
   /** Stop receiving `room` and forget its position. */
   unsubscribe(room) {
+    const refusal = serverManaged(room);
+    if (refusal) throw refusal;
     const sub = this.#subs.get(room);
     if (!sub) return;
     this.#subs.delete(room);
@@ -295,7 +330,7 @@ export class FanoutClient extends Emitter {
    * (generated if not given) until answered, so it is stored once.
    */
   publish(room, data, { id } = {}) {
-    const check = this.#usable(room);
+    const check = this.#usable(room) ?? serverManaged(room);
     if (check) return handled(Promise.reject(check));
     const msgId = id ?? newId();
     if (typeof msgId !== "string" || msgId.length < 1 || msgId.length > MAX_ID) {
@@ -327,6 +362,64 @@ export class FanoutClient extends Emitter {
     this.#pending.set(msgId, p);
     if (this.#isOpen()) this.#sendPublish(p);
     return p.promise;
+  }
+
+  // -- presence and history -----------------------------------------------------------
+
+  /**
+   * Who is in `room` now: resolves with {room, members: [{user, conn, node, joinedAt,
+   * info}]} (one member per connection). Rejects with a FanoutError: the hub's refusal
+   * (`forbidden`, `bad_room`, `unavailable`), `timeout` after `timeoutMs` (default
+   * `requestTimeoutMs`; the request waits through reconnects), `malformed_frame`.
+   */
+  presence(room, { timeoutMs } = {}) {
+    return this.#ask("presence", room, {}, timeoutMs);
+  }
+
+  /** How many connections and distinct users are in `room`: {room, connections, users}. */
+  presenceStats(room, { timeoutMs } = {}) {
+    return this.#ask("presence_stats", room, {}, timeoutMs);
+  }
+
+  /**
+   * Messages of `room` without subscribing: the last `limit` (1-1000, default 100), or
+   * with `since` the first `limit` after that offset (to page forward). Resolves with
+   * {room, epoch, latest, firstKept, messages: [{room, epoch, offset, data}]}, binary
+   * data as Uint8Array. Changes no subscription nor position.
+   */
+  history(room, { limit = 100, since, timeoutMs } = {}) {
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) {
+      return handled(Promise.reject(new RangeError("limit must be an integer from 1 to 1000")));
+    }
+    if (since !== undefined && !isCount(since)) {
+      return handled(Promise.reject(new RangeError("since must be an offset (an integer >= 0)")));
+    }
+    return this.#ask("history", room, since === undefined ? { limit } : { limit, since }, timeoutMs);
+  }
+
+  #ask(type, room, fields, timeoutMs = this.#requestTimeoutMs) {
+    const check = this.#usable(room);
+    if (check) return handled(Promise.reject(check));
+    const id = newId(`${type}-`);
+    const r = { id, type, room, frame: JSON.stringify({ type, room, ...fields, id }), sentOn: 0 };
+    const promise = new Promise((resolve, reject) => {
+      r.resolve = resolve;
+      r.reject = reject;
+    });
+    r.timer = setTimeout(() => {
+      this.#requests.delete(id);
+      r.reject(new FanoutError("timeout", `no answer to ${type} within ${timeoutMs} ms`, { room, id }));
+    }, timeoutMs);
+    this.#requests.set(id, r);
+    if (this.#isOpen()) this.#sendRequest(r);
+    return handled(promise);
+  }
+
+  #settleRequest(r, error, value) {
+    clearTimeout(r.timer);
+    this.#requests.delete(r.id);
+    if (error) r.reject(error);
+    else r.resolve(value);
   }
 
   // -- auth ----------------------------------------------------------------------------
@@ -365,6 +458,9 @@ export class FanoutClient extends Emitter {
       const token = typeof this.#token === "function" ? await this.#token() : this.#token;
       if (this.#state === "closed") return;
       if (token) url.searchParams.set(this.#tokenParam, token);
+      // Resume the personal room from what was delivered (the hub subscribes it itself).
+      const personal = this.#userRoom === null ? null : this.position(this.#userRoom);
+      if (personal) url.searchParams.set("user_since", `${personal.epoch}:${personal.offset}`);
     } catch (err) {
       this.#attemptFailed(`no token (${errorName(err)})`);
       return;
@@ -404,16 +500,20 @@ export class FanoutClient extends Emitter {
     this.#failed = 0;
     this.#openedAt = Date.now();
     this.#unanswered = [];
+    this.#personalAnnounced = false;
     this.#state = "open";
     this[EMIT]("connected", { connection: this.#connection });
-    // Refreshes first (rooms may need the new grants), then rooms, then publishes.
+    // Refreshes first (rooms may need the new grants), then rooms, then publishes, then
+    // requests. The personal room is the hub's to subscribe.
     for (const r of this.#refreshes.values()) this.#sendRefresh(r);
     for (const sub of this.#subs.values()) {
       sub.confirmed = null;
+      if (sub.personal) continue;
       const since = this.position(sub.name);
       this.#sendSubscribe(sub, since, since ? "resume" : "join");
     }
     for (const p of this.#pending.values()) this.#sendPublish(p);
+    for (const r of this.#requests.values()) this.#sendRequest(r);
   }
 
   #onClose(ws, link, code, reason) {
@@ -440,10 +540,12 @@ export class FanoutClient extends Emitter {
       this.#stop(link.refusal, "refused");
       return;
     }
-    if (link.opened && code === POLICY) {
+    if (link.opened && (code === POLICY || code === KICKED)) {
       // Token expired, room refused...: the same handshake would be refused again.
+      // Kicked: the server wants this client gone; coming back is not ours to decide.
       this[EMIT]("disconnected", { code, reason, opened: true, retryInMs: null });
-      this.#stop({ reason: reason || "policy violation", code }, "refused");
+      if (code === KICKED) this.#stop({ reason: reason || "disconnected by the server", code }, "kicked");
+      else this.#stop({ reason: reason || "policy violation", code }, "refused");
       return;
     }
     if (!link.opened) {
@@ -514,6 +616,7 @@ export class FanoutClient extends Emitter {
       r.reject(error);
     }
     this.#refreshes.clear();
+    for (const r of [...this.#requests.values()]) this.#settleRequest(r, error);
     this[EMIT]("stopped", info);
   }
 
@@ -578,6 +681,11 @@ export class FanoutClient extends Emitter {
     p.timer = setTimeout(watch, this.#publishTimeoutMs);
   }
 
+  #sendRequest(r) {
+    r.sentOn = this.#connection;
+    this.#send(r.frame);
+  }
+
   #sendRefresh(r) {
     clearTimeout(r.timer);
     r.sentOn = this.#connection;
@@ -610,6 +718,9 @@ export class FanoutClient extends Emitter {
       frame = decodeFrame(raw);
     } catch (err) {
       this[EMIT]("error", { code: "malformed_frame", reason: err.message });
+      // A broken answer still answers its request: fail it now, not at its timeout.
+      const r = err.id === undefined ? undefined : this.#requests.get(err.id);
+      if (r) this.#settleRequest(r, new FanoutError("malformed_frame", err.message, r));
       return;
     }
     switch (frame.type) {
@@ -625,12 +736,22 @@ export class FanoutClient extends Emitter {
         return this.#onError(frame);
       case "authorized":
         return this.#onAuthorized(frame);
+      case "unsubscribed":
+        return this.#onUnsubscribed(frame);
+      case "join":
+      case "leave":
+        return this.#onMember(frame);
+      case "presence":
+      case "presence_stats":
+      case "history":
+        return this.#onAnswer(frame);
       default:
         return undefined; // a newer hub's frame: ignored
     }
   }
 
   #onSubscribed(f) {
+    if (f.room.startsWith("@")) return this.#onPersonal(f);
     const i = this.#unanswered.findIndex((r) => r.sub.name === f.room);
     const request = i >= 0 ? this.#unanswered.splice(i, 1)[0] : null;
     const sub = this.#subs.get(f.room);
@@ -659,6 +780,80 @@ export class FanoutClient extends Emitter {
     }
     // Another epoch, or history behind what we had: what we knew is no longer valid.
     this.#reset(sub, f, since.epoch);
+  }
+
+  /** The hub's announcement of the personal room (it subscribed this connection). */
+  #onPersonal(f) {
+    if (f.room !== this.#userRoom) {
+      // Only the connection's first announcement names the personal room.
+      if (this.#personalAnnounced) return;
+      if (this.#userRoom !== null) this.#subs.delete(this.#userRoom);
+      this.#userRoom = f.room;
+      this.#subs.set(f.room, {
+        name: f.room,
+        personal: true,
+        epoch: null,
+        offset: 0,
+        history: 0,
+        sentOn: 0,
+        awaiting: false,
+        confirmed: null,
+        reset: false,
+        historyGap: false,
+        errors: 0,
+        timer: null,
+        waiters: [],
+      });
+      this[EMIT]("userRoom", { room: f.room });
+    }
+    this.#personalAnnounced = true;
+    const sub = this.#subs.get(f.room);
+    if (sub.epoch === null || (sub.epoch === f.epoch && sub.offset <= f.offset)) {
+      // First, or resumed from `user_since`: replay (after a `gap` if not recovered).
+      if (sub.epoch === null) [sub.epoch, sub.offset] = [f.epoch, f.offset];
+      return this.#confirmed(sub, f);
+    }
+    // A new epoch (or history behind what we had): the hub replays nothing of it, and
+    // the client cannot subscribe here to read it from its start (`history` can).
+    this.#stats.resets++;
+    const previousEpoch = sub.epoch;
+    [sub.epoch, sub.offset] = [f.epoch, f.offset];
+    this.room(sub.name)[EMIT]("reset", { room: sub.name, epoch: f.epoch, offset: f.offset, previousEpoch });
+    this.#confirmed(sub, { ...f, recovered: false });
+  }
+
+  #onUnsubscribed(f) {
+    const sub = this.#subs.get(f.room);
+    // Unknown; or about the subscription before a subscribe still out, which the hub
+    // handled after this: that subscribe's answer decides.
+    if (!sub || sub.awaiting) return;
+    this.#subs.delete(f.room);
+    clearTimeout(sub.timer);
+    if (f.room === this.#userRoom) this.#userRoom = null;
+    const reason = f.reason || "unsubscribed by the hub";
+    settle(sub.waiters, new FanoutError("unsubscribed", reason, { room: f.room }));
+    this.room(f.room)[EMIT]("unsubscribed", { room: f.room, reason });
+  }
+
+  #onMember(f) {
+    if (!this.#subs.has(f.room)) return;
+    this.room(f.room)[EMIT](f.type, { room: f.room, member: member(f.member) });
+  }
+
+  #onAnswer(f) {
+    const r = f.id === undefined ? undefined : this.#requests.get(f.id);
+    if (!r) return; // a late answer to a request already settled
+    if (r.type !== f.type || r.room !== f.room) {
+      const reason = `${f.type} of ${f.room} answers ${r.type} of ${r.room}`;
+      return this.#settleRequest(r, new FanoutError("malformed_frame", reason, r));
+    }
+    const { room } = f;
+    if (f.type === "presence") return this.#settleRequest(r, null, { room, members: f.members.map(member) });
+    if (f.type === "presence_stats") {
+      return this.#settleRequest(r, null, { room, connections: f.connections, users: f.users });
+    }
+    const messages = f.messages.map((m) => ({ room, epoch: f.epoch, offset: m.offset, data: m.data }));
+    this.#settleRequest(r, null, { room, epoch: f.epoch, latest: f.latest, firstKept: f.first_kept, messages });
   }
 
   #reset(sub, f, previousEpoch) {
@@ -762,6 +957,8 @@ export class FanoutClient extends Emitter {
         this.#refreshes.delete(r.id);
         return r.reject(new FanoutError(f.code, f.reason, { id: r.id }));
       }
+      const q = this.#requests.get(f.id);
+      if (q) return this.#settleRequest(q, new FanoutError(f.code, f.reason, q));
       return this[EMIT]("error", { ...error, id: f.id });
     }
     // An unsubscribe that crossed a subscribe the hub had refused.
@@ -815,7 +1012,12 @@ function asBytes(data) {
   return null;
 }
 
-class Malformed extends Error {}
+class Malformed extends Error {
+  constructor(message, id) {
+    super(message);
+    this.id = id; // the request a broken answer answers, if it named one
+  }
+}
 
 /** A frame from the hub, checked: anything else throws Malformed. */
 function decodeFrame(raw) {
@@ -841,13 +1043,36 @@ function decodeFrame(raw) {
   if (typeof type !== "string") throw new Malformed("no string 'type'");
   const need = FIELDS[type];
   if (need) {
+    const id = typeof frame.id === "string" ? frame.id : undefined;
     for (const [field, ok] of Object.entries(need)) {
-      if (!ok(frame[field])) throw new Malformed(`${type}: bad or missing '${field}'`);
+      if (!ok(frame[field])) throw new Malformed(`${type}: bad or missing '${field}'`, id);
     }
     if (type === "message" && !Object.hasOwn(frame, "data")) throw new Malformed("message without 'data'");
     if (type === "gap" && frame.to < frame.from) throw new Malformed("gap: 'to' before 'from'");
+    if (type === "history") frame.messages = historyMessages(frame.messages, id);
   }
   return frame;
+}
+
+/** A history answer's messages, checked, in offset order, base64 data as bytes. */
+function historyMessages(items, id) {
+  let last = 0;
+  return items.map((item) => {
+    if (item === null || typeof item !== "object" || !isOffset(item.offset) || item.offset <= last || !Object.hasOwn(item, "data")) {
+      throw new Malformed("history: a message without an increasing 'offset' or 'data'", id);
+    }
+    last = item.offset;
+    if (item.encoding === undefined) return { offset: item.offset, data: item.data };
+    if (item.encoding !== "base64" || !isBase64(item.data)) {
+      throw new Malformed(`history: data in encoding ${String(item.encoding)} that does not decode`, id);
+    }
+    return { offset: item.offset, data: Uint8Array.from(atob(item.data), (c) => c.charCodeAt(0)) };
+  });
+}
+
+/** A member of a presence answer or a join/leave event, as the application sees it. */
+function member(m) {
+  return { user: m.user, conn: m.conn, node: m.node, joinedAt: m.joined_at, info: m.info ?? null };
 }
 
 function parseObject(text) {
@@ -867,6 +1092,14 @@ const isString = (v) => typeof v === "string";
 const isCount = (v) => Number.isSafeInteger(v) && v >= 0;
 const isOffset = (v) => Number.isSafeInteger(v) && v >= 1;
 const optional = (check) => (v) => v === undefined || check(v);
+const isBase64 = (v) => typeof v === "string" && v.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(v);
+const isMember = (m) =>
+  m !== null &&
+  typeof m === "object" &&
+  (m.user === null || isString(m.user)) &&
+  isString(m.conn) &&
+  isString(m.node) &&
+  Number.isFinite(m.joined_at);
 const FIELDS = {
   message: { room: isString, epoch: isString, offset: isOffset },
   subscribed: { room: isString, epoch: isString, offset: isCount, recovered: (v) => typeof v === "boolean" },
@@ -874,6 +1107,19 @@ const FIELDS = {
   ack: { id: isString, room: isString, epoch: isString, offset: isOffset },
   error: { code: isString, reason: isString, id: optional(isString) },
   authorized: { id: optional(isString), exp: (v) => typeof v === "number", sub: optional((v) => v === null || isString(v)) },
+  unsubscribed: { room: isString, reason: optional(isString) },
+  join: { room: isString, member: isMember },
+  leave: { room: isString, member: isMember },
+  presence: { room: isString, id: optional(isString), members: (v) => Array.isArray(v) && v.every(isMember) },
+  presence_stats: { room: isString, id: optional(isString), connections: isCount, users: isCount },
+  history: {
+    room: isString,
+    id: optional(isString),
+    epoch: isString,
+    latest: isCount,
+    first_kept: isCount,
+    messages: Array.isArray,
+  },
 };
 
 // -- helpers -----------------------------------------------------------------------------
@@ -926,6 +1172,12 @@ function newId(prefix = "") {
   const bytes = new Uint8Array(12);
   globalThis.crypto.getRandomValues(bytes);
   return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A refusal of a room the server manages (`@...`: the personal rooms), or null. */
+function serverManaged(room) {
+  if (typeof room !== "string" || !room.startsWith("@")) return null;
+  return new FanoutError("forbidden", "rooms starting with @ are managed by the server", { room });
 }
 
 function settle(waiters, error) {

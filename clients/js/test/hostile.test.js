@@ -2,32 +2,8 @@
 // crash, must keep what is valid, and must follow the close codes' rules.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { WebSocketServer } from "ws";
 
-import { client, next, record, until } from "./support.js";
-
-/** A server that selects fanout.v1 and hands each connection to `onConnection`. */
-async function rawServer(t, onConnection) {
-  const wss = new WebSocketServer({
-    port: 0,
-    host: "127.0.0.1",
-    handleProtocols: (protocols) => (protocols.has("fanout.v1") ? "fanout.v1" : false),
-  });
-  await new Promise((resolve) => wss.on("listening", resolve));
-  const connections = [];
-  wss.on("connection", (ws) => {
-    const frames = [];
-    ws.on("message", (data, isBinary) => frames.push(isBinary ? data : JSON.parse(data)));
-    const conn = { ws, frames };
-    connections.push(conn);
-    onConnection(conn);
-  });
-  t.after(() => {
-    for (const c of wss.clients) c.terminate();
-    return new Promise((resolve) => wss.close(resolve));
-  });
-  return { url: `ws://127.0.0.1:${wss.address().port}/ws`, connections };
-}
+import { client, next, rawServer, record, until } from "./support.js";
 
 function binary(header, payload) {
   const head = Buffer.from(JSON.stringify(header));

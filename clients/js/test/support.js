@@ -6,7 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import WebSocket from "ws";
+import WebSocket, { WebSocketServer } from "ws";
 
 import { FanoutClient } from "../fanout.js";
 
@@ -194,4 +194,30 @@ export async function proxy(t, port) {
       holding = on;
     },
   };
+}
+
+/**
+ * A raw WebSocket server (not a hub) that selects fanout.v1 and hands each connection
+ * ({ws, frames, url}) to `onConnection`: to speak the protocol badly or strangely.
+ */
+export async function rawServer(t, onConnection) {
+  const wss = new WebSocketServer({
+    port: 0,
+    host: "127.0.0.1",
+    handleProtocols: (protocols) => (protocols.has("fanout.v1") ? "fanout.v1" : false),
+  });
+  await new Promise((resolve) => wss.on("listening", resolve));
+  const connections = [];
+  wss.on("connection", (ws, request) => {
+    const frames = [];
+    ws.on("message", (data, isBinary) => frames.push(isBinary ? data : JSON.parse(data)));
+    const conn = { ws, frames, url: new URL(request.url, "ws://127.0.0.1") };
+    connections.push(conn);
+    onConnection(conn);
+  });
+  t.after(() => {
+    for (const c of wss.clients) c.terminate();
+    return new Promise((resolve) => wss.close(resolve));
+  });
+  return { url: `ws://127.0.0.1:${wss.address().port}/ws`, connections };
 }
