@@ -101,10 +101,37 @@ export interface DisconnectedEvent {
 /** The client stopped for good. */
 export interface StoppedEvent {
   reason: string;
-  /** The close code, for a policy close (1008: token expired...). */
+  /** The close code, for a policy close (1008: token expired...) or a kick (4003). */
   code?: number;
   /** The HTTP status of a refused handshake (Node `ws` only; browsers hide it). */
   status?: number;
+}
+
+/** The server ended this subscription; the room and its position are forgotten and it
+ * is not resubscribed after a reconnect. */
+export interface UnsubscribedEvent {
+  room: string;
+  reason: string;
+}
+
+/** One connection present in a room. */
+export interface Member {
+  /** The user id, or null for an anonymous connection. */
+  user: string | null;
+  /** The connection's id, unique across the hub's nodes. */
+  conn: string;
+  node: string;
+  /** When it joined the room, in Unix milliseconds (`new Date(joinedAt)`). */
+  joinedAt: number;
+  /** What the application shows about it. */
+  info: Json;
+}
+
+/** A member joined or left (rooms whose presence events are on). Not a message: no
+ * offset, not replayed after a reconnect. */
+export interface MemberEvent {
+  room: string;
+  member: Member;
 }
 
 export interface RoomEvents {
@@ -115,6 +142,16 @@ export interface RoomEvents {
   /** The hub refused the subscribe for good; the room is forgotten. */
   error: ErrorEvent;
   retry: RetryEvent;
+  unsubscribed: UnsubscribedEvent;
+  join: MemberEvent;
+  leave: MemberEvent;
+}
+
+/** The hub announced the personal room it subscribed this client to; add listeners to
+ * `client.userRoom()` here and they see its first `subscribed` and every message. */
+export interface UserRoomEvent {
+  /** `@<user>` (or `@` and a digest, for a user id that is no valid room name). */
+  room: string;
 }
 
 export interface ClientEvents {
@@ -122,6 +159,7 @@ export interface ClientEvents {
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
   stopped: StoppedEvent;
+  userRoom: UserRoomEvent;
   /** Errors that answer nothing the client waits for, and unreadable frames. */
   error: ErrorEvent;
   retry: RetryEvent;
@@ -147,6 +185,44 @@ export interface PublishOptions {
   id?: string;
 }
 
+export interface RequestOptions {
+  /** Reject with `timeout` after this long (default: the client's `requestTimeoutMs`).
+   * The request waits through reconnects, and is sent again on a new connection. */
+  timeoutMs?: number;
+}
+
+export interface HistoryOptions extends RequestOptions {
+  /** How many messages, 1-1000 (default 100). */
+  limit?: number;
+  /** Without it, the last `limit` messages; with it, the first `limit` after this offset. */
+  since?: number;
+}
+
+export interface Presence {
+  room: string;
+  /** One per connection: a user with two tabs is two members. */
+  members: Member[];
+}
+
+export interface PresenceStats {
+  room: string;
+  connections: number;
+  /** Distinct users (anonymous connections count as connections only). */
+  users: number;
+}
+
+export interface History {
+  room: string;
+  /** Offsets are comparable within an epoch only. */
+  epoch: string;
+  /** The room's latest offset. */
+  latest: number;
+  /** The oldest offset the hub still keeps. */
+  firstKept: number;
+  /** In offset order; binary data as Uint8Array. */
+  messages: MessageEvent[];
+}
+
 export interface BackoffOptions {
   /** First delay (default 100 ms). */
   initialMs?: number;
@@ -170,6 +246,9 @@ export interface ClientOptions {
   publishTimeoutMs?: number;
   /** Larger publishes are refused locally with `too_big` (default 16 MiB, the hub's). */
   maxMessageBytes?: number;
+  /** How long `presence`, `presenceStats` and `history` wait for their answer
+   * (default 10000). */
+  requestTimeoutMs?: number;
 }
 
 export type ClientState = "connecting" | "open" | "waiting" | "closed";
@@ -192,7 +271,8 @@ export interface ClientStats {
 export class FanoutError extends Error {
   constructor(code: string, reason: string, where?: { room?: string; id?: string });
   /** The hub's error code (`forbidden`, `bad_room`...) or the client's: `too_big`,
-   * `refused`, `closed`, `unsubscribed`. */
+   * `refused`, `kicked`, `closed`, `unsubscribed`, `timeout` (a request unanswered),
+   * `malformed_frame` (an answer that does not read). */
   readonly code: string;
   readonly reason: string;
   readonly room?: string;
@@ -206,6 +286,9 @@ export class Room extends Emitter<RoomEvents> {
   subscribe(options?: SubscribeOptions): Promise<SubscribedEvent>;
   unsubscribe(): void;
   publish(data: PublishData, options?: PublishOptions): Promise<Ack>;
+  presence(options?: RequestOptions): Promise<Presence>;
+  presenceStats(options?: RequestOptions): Promise<PresenceStats>;
+  history(options?: HistoryOptions): Promise<History>;
 }
 
 export class FanoutClient extends Emitter<ClientEvents> {
@@ -221,14 +304,26 @@ export class FanoutClient extends Emitter<ClientEvents> {
   readonly stopped: StoppedEvent | null;
   /** The handle of a room (the same object for a name); subscribes to nothing. */
   room(name: string): Room;
+  /** The personal room's handle (`@<user>`, subscribed by the hub, resumed after every
+   * reconnect), or null before the `userRoom` event or for an anonymous identity. */
+  userRoom(): Room | null;
   position(room: string): Position | null;
   /** Subscribe (resumed after every reconnect); resolves on the hub's confirmation,
-   * rejects with a FanoutError if the hub refuses the room. */
+   * rejects with a FanoutError if the hub refuses the room (`forbidden` for any `@`
+   * room, which the server manages). */
   subscribe(room: string, options?: SubscribeOptions): Promise<SubscribedEvent>;
+  /** Throws a FanoutError `forbidden` for an `@` room. */
   unsubscribe(room: string): void;
   /** Resolves with the ack; re-sent with the same id until the hub answers; rejects
    * with a FanoutError the hub's refusal (or `too_big`, `closed`, `refused`). */
   publish(room: string, data: PublishData, options?: PublishOptions): Promise<Ack>;
+  /** Who is in `room` now; rejects with the hub's refusal (`forbidden`: not granted or
+   * presence off for the room; `bad_room`; `unavailable`: try later), `timeout`,
+   * `malformed_frame`. */
+  presence(room: string, options?: RequestOptions): Promise<Presence>;
+  presenceStats(room: string, options?: RequestOptions): Promise<PresenceStats>;
+  /** A room's messages without subscribing; changes no subscription nor position. */
+  history(room: string, options?: HistoryOptions): Promise<History>;
   /** Replace the live connection's token (same subject); later handshakes use it. */
   refreshToken(token: string): Promise<{ sub: string | null; exp: number }>;
   /** Skip the backoff wait and connect now. */
