@@ -156,6 +156,22 @@ async def test_refresh_adds_members_it_is_given(make_store: MakeStore) -> None:
     await store.refresh({})
 
 
+async def test_refresh_replaces_what_changed_and_counts_each_connection_once(
+    make_store: MakeStore,
+) -> None:
+    store = await make_store()
+    await store.join("r", member("c1", "alice"))
+    await store.join("r", member("c2"))
+    changed = [member("c1", "bob", status="away"), member("c2", "alice"), member("c2", "alice")]
+    await store.refresh({"r": changed})
+    assert await store.stats("r") == PresenceStats(2, 2)
+    listed = {m.conn: (m.user, dict(m.info)) for m in await store.members("r")}
+    assert listed == {"c1": ("bob", {"status": "away"}), "c2": ("alice", {})}
+    await store.leave("r", "c1")
+    await store.leave("r", "c2")
+    assert await store.stats("r") == PresenceStats(0, 0)
+
+
 async def test_entries_not_refreshed_expire_and_refreshed_ones_stay(
     make_store: MakeStore,
 ) -> None:

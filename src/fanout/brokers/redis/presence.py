@@ -8,7 +8,8 @@ own pipelined command connection; ``presence_scripts`` describes the scripts.
 
 Cost per call, for a room of n entries: ``join`` and ``leave`` O(log n), ``stats`` two
 ``ZCOUNT``s (O(log n)), each after sweeping at most ``SWEEP_BATCH`` expired entries;
-``members`` reads the roster. ``refresh`` writes a node's members with one script call
+``members`` reads the roster (``HGETALL``, natively: no Lua table of 10,000 entries).
+``refresh`` writes a node's members with one script call
 per room (per ``REFRESH_BATCH`` members), all pipelined: one round trip in all.
 
 Redis' clock decides expiry (``TIME`` in the scripts), so nodes' clocks may differ.
@@ -42,16 +43,14 @@ from fanout.protocol.errors import StateError
 # Expired connections one call removes at most (a dead node's thousands go over calls;
 # counts exclude them at once).
 SWEEP_BATCH = 100
-# Members per refresh script call: a call of a large room stays short for Redis.
-REFRESH_BATCH = 500
-# Fields per HMGET inside the members script (Lua's unpack has a stack limit).
-MEMBERS_CHUNK = 1000
+# Members per refresh script call: one call holds Redis well under a millisecond.
+REFRESH_BATCH = 200
 
 _WRITE = Script(presence_scripts.WRITE)
 _LEAVE = Script(presence_scripts.LEAVE)
 _STATS = Script(presence_scripts.STATS)
-_MEMBERS = Script(presence_scripts.MEMBERS)
-SCRIPTS = (_WRITE, _LEAVE, _STATS, _MEMBERS)
+_SWEEP = Script(presence_scripts.SWEEP)
+SCRIPTS = (_WRITE, _LEAVE, _STATS, _SWEEP)
 
 
 def _member_args(member: Member) -> list[str | bytes | int]:
@@ -90,9 +89,19 @@ class RedisPresence:
             await commands.run(_LEAVE, self._keys(room), [SWEEP_BATCH, conn])
 
     async def members(self, room: str) -> list[Member]:
+        """Sweep, then the roster (HGETALL) without the entries expired by the sweep's
+        time that it left for later: two round trips, the roster read by Redis natively."""
+        keys = self._keys(room)
         with self._calling("presence members") as commands:
-            reply = await commands.run(_MEMBERS, self._keys(room), [SWEEP_BATCH, MEMBERS_CHUNK])
-        return [Member.from_json(orjson.loads(raw)) for raw in reply]
+            now, roster = await asyncio.gather(
+                commands.run(_SWEEP, keys, [SWEEP_BATCH]), commands.call("HGETALL", keys[0])
+            )
+            expired = set(await commands.call("ZRANGE", keys[1], "-inf", now, "BYSCORE"))
+        return [
+            Member.from_json(orjson.loads(roster[i + 1]))
+            for i in range(0, len(roster), 2)
+            if roster[i] not in expired
+        ]
 
     async def stats(self, room: str) -> PresenceStats:
         with self._calling("presence stats") as commands:
@@ -106,9 +115,10 @@ class RedisPresence:
             calls = []
             for room, members in entries.items():
                 keys = self._keys(room)
-                for start in range(0, len(members), REFRESH_BATCH):
+                unique = list({m.conn: m for m in members}.values())  # the script's rule
+                for start in range(0, len(unique), REFRESH_BATCH):
                     args: list[str | bytes | int] = [self._ttl_ms, SWEEP_BATCH]
-                    for member in members[start : start + REFRESH_BATCH]:
+                    for member in unique[start : start + REFRESH_BATCH]:
                         args += _member_args(member)
                     calls.append(commands.run(_WRITE, keys, args))
             results: list[Any] = await asyncio.gather(*calls, return_exceptions=True)

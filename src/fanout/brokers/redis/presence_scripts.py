@@ -55,32 +55,45 @@ local function sweep(now, batch)
   return #expired
 end
 
--- Add or replace one connection's entry, living until `expiry`.
-local function write(expiry, conn, user_arg, json)
-  local old = redis.call('HGET', KEYS[1], conn)
-  if old ~= json then
-    redis.call('HSET', KEYS[1], conn, json)
-    if old then drop_user(user_of(old)) end
-    if user_arg ~= '' then redis.call('HINCRBY', KEYS[3], string.sub(user_arg, 2), 1) end
-  end
-  redis.call('ZADD', KEYS[2], expiry, conn)
-  if user_arg ~= '' then redis.call('ZADD', KEYS[4], 'GT', expiry, string.sub(user_arg, 2)) end
-end
-
 local function keep_keys(ttl)
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 """
 
-# ARGV: ttl ms, sweep batch, then (conn, user arg, member JSON) for each member.
-# Join is a write of one member; refresh, of a batch of a room's members.
+# ARGV: ttl ms, sweep batch, then (conn, user arg, member JSON) for each member, each
+# conn once. Join is a write of one member; refresh, of a batch of a room's members.
+# A member whose JSON is unchanged (a refresh, mostly) only gets its new expiry; the
+# batch costs five commands then, whatever its size.
 WRITE = (
     _COMMON
     + """
 local now = now_ms()
 sweep(now, tonumber(ARGV[2]))
 local ttl = tonumber(ARGV[1])
-for i = 3, #ARGV, 3 do write(now + ttl, ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+local expiry = now + ttl
+local conns, expiries, user_expiries, changed = {}, {}, {}, {}
+for i = 3, #ARGV, 3 do
+  conns[#conns + 1] = ARGV[i]
+  expiries[#expiries + 1] = expiry
+  expiries[#expiries + 1] = ARGV[i]
+  if ARGV[i + 1] ~= '' then
+    user_expiries[#user_expiries + 1] = expiry
+    user_expiries[#user_expiries + 1] = string.sub(ARGV[i + 1], 2)
+  end
+end
+local old = redis.call('HMGET', KEYS[1], unpack(conns))
+for n = 1, #conns do
+  local i = 3 * n
+  if old[n] ~= ARGV[i + 2] then
+    changed[#changed + 1] = ARGV[i]
+    changed[#changed + 1] = ARGV[i + 2]
+    if old[n] then drop_user(user_of(old[n])) end
+    if ARGV[i + 1] ~= '' then redis.call('HINCRBY', KEYS[3], string.sub(ARGV[i + 1], 2), 1) end
+  end
+end
+if #changed > 0 then redis.call('HSET', KEYS[1], unpack(changed)) end
+redis.call('ZADD', KEYS[2], unpack(expiries))
+if #user_expiries > 0 then redis.call('ZADD', KEYS[4], 'GT', unpack(user_expiries)) end
 keep_keys(ttl)
 return 1
 """
@@ -111,21 +124,14 @@ return {redis.call('ZCOUNT', KEYS[2], live, '+inf'), redis.call('ZCOUNT', KEYS[4
 """
 )
 
-# ARGV: sweep batch, HMGET chunk. Returns the live members' JSON.
-MEMBERS = (
+# ARGV: sweep batch. Returns Redis' time in ms. ``members`` then reads the roster with
+# plain commands (HGETALL, and the expired entries left to sweep): building a Lua table
+# of 10,000 members costs Redis several times what sending them does.
+SWEEP = (
     _COMMON
     + """
 local now = now_ms()
 sweep(now, tonumber(ARGV[1]))
-local conns = redis.call('ZRANGE', KEYS[2], '(' .. now, '+inf', 'BYSCORE')
-local chunk = tonumber(ARGV[2])
-local out = {}
-for i = 1, #conns, chunk do
-  local found = redis.call('HMGET', KEYS[1], unpack(conns, i, math.min(i + chunk - 1, #conns)))
-  for _, json in ipairs(found) do
-    if json then out[#out + 1] = json end
-  end
-end
-return out
+return now
 """
 )
