@@ -17,7 +17,14 @@ from websockets.exceptions import InvalidStatus
 from fanout.settings import Settings
 from tests.auth import SECRET
 from tests.support.servers import free_port, hub_process, running_hub
-from tests.support.wsclient import connect_plain, connect_v1, recv_json, send_json, subscribe
+from tests.support.wsclient import (
+    connect_plain,
+    connect_user,
+    connect_v1,
+    recv_json,
+    send_json,
+    subscribe,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +72,7 @@ async def test_fanout_token_mints_a_token_the_hub_with_that_secret_accepts_for_i
     assert claims["fanout"] == {"subscribe": ["chat.*"], "publish": ["chat.*"]}
     assert claims["exp"] - claims["iat"] == 3600
     async with running_hub(Settings(auth_secret=SECRET)) as server:
-        async with await connect_v1(server.ws, additional_headers=_bearer(token)) as ws:
+        async with await connect_user(server.ws, additional_headers=_bearer(token)) as ws:
             await subscribe(ws, "chat.x")
             await send_json(ws, {"type": "publish", "room": "chat.x", "data": "hi", "id": "p1"})
             assert (await recv_json(ws))["data"] == "hi"
@@ -221,7 +228,7 @@ async def test_serve_on_0_0_0_0_with_fanout_auth_secret_starts_and_wants_tokens(
             await connect_v1(hub.ws)
         assert info.value.response.status_code == 403
         token = _token("--sub", "carol", "--rooms", "*")
-        async with await connect_v1(hub.ws, additional_headers=_bearer(token)) as ws:
+        async with await connect_user(hub.ws, additional_headers=_bearer(token)) as ws:
             await subscribe(ws, "anything")
 
 

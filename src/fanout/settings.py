@@ -59,6 +59,25 @@ class Settings:
     max_connections_per_ip: int = _opt(
         1000, "connections per client address; more are closed with 1013 (0: no limit)"
     )
+    max_connections_per_user: int = _opt(
+        0, "connections one user may have on each node; more are closed with 1013 (0: no limit)"
+    )
+    max_revocations: int = _opt(
+        100_000, "users and tokens a node keeps refused (POST /api/revoke) at the same time"
+    )
+    presence_refresh_s: float = _opt(
+        5.0,
+        "how often each node writes its rooms' members again; a node that dies takes its"
+        " members out of presence within twice this",
+    )
+    presence_off_rooms: str = _opt(
+        "", "regular expression: rooms that keep no presence (default: every room keeps it)"
+    )
+    join_leave_rooms: str = _opt(
+        "",
+        "regular expression: rooms whose subscribers get join/leave events (default: none;"
+        " a roster costs O(n^2) messages)",
+    )
     max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
     room_pattern: str = _opt(
         "",

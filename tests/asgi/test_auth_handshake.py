@@ -26,6 +26,7 @@ from tests.support.servers import RunningHub, running_hub
 from tests.support.wsclient import (
     assert_silent,
     connect_plain,
+    connect_user,
     connect_v1,
     recv_json,
     send_json,
@@ -135,7 +136,7 @@ async def test_a_token_is_accepted_from_the_header_the_cookie_or_the_query(where
             headers = {"Cookie": f"theme=dark; fanout_token={token}"}
         else:
             url += f"?x=1&token={token}"
-        async with await connect_v1(url, additional_headers=headers) as ws:
+        async with await connect_user(url, additional_headers=headers) as ws:
             assert await recv_json(ws) == {"type": "whoami", "user": f"user-{where}", "role": "r"}
             await subscribe(ws, "chat.a")
             message, ack = await _publish_ack(ws, "chat.a", "p1"), await recv_json(ws)
@@ -190,7 +191,7 @@ async def test_an_anonymous_hub_refuses_a_foreign_origin_too() -> None:
 async def test_the_hubs_own_origin_is_accepted() -> None:
     async with running_hub(AUTH) as server:
         origin = Origin(server.url)  # http://127.0.0.1:PORT, as the chat page at / sends it
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, origin=origin, additional_headers=_bearer(make_token())
         ) as ws:
             await subscribe(ws, "lobby")
@@ -201,7 +202,7 @@ async def test_an_allowlisted_origin_is_accepted_and_others_still_refused() -> N
     settings = AUTH.replace(allowed_origins="https://app.example.com")
     async with running_hub(settings) as server:
         headers = _bearer(make_token())
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, origin=Origin("https://app.example.com"), additional_headers=headers
         ) as ws:
             await subscribe(ws, "lobby")
@@ -240,7 +241,7 @@ async def test_a_v1_subscribe_to_a_room_not_granted_is_forbidden_and_the_connect
     token = make_token(subscribe=["chat.*"], publish=["chat.*"])
     async with (
         running_hub(AUTH) as server,
-        await connect_v1(server.ws, additional_headers=_bearer(token)) as ws,
+        await connect_user(server.ws, additional_headers=_bearer(token)) as ws,
     ):
         await send_json(ws, {"type": "subscribe", "room": "news"})
         assert await recv_json(ws) == {
@@ -252,7 +253,7 @@ async def test_a_v1_subscribe_to_a_room_not_granted_is_forbidden_and_the_connect
         assert (await _publish_ack(ws, "chat.x", "p1"))["type"] == "message"
         assert (await recv_json(ws))["type"] == "ack"
         # The refused subscribe left no membership behind.
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers=_bearer(make_token(subscribe=["*"], publish=["*"]))
         ) as other:
             assert (await _publish_ack(other, "news", "n1"))["type"] == "ack"
@@ -263,7 +264,7 @@ async def test_a_publish_to_a_subscribe_only_room_is_forbidden_with_the_publish_
     token = make_token(subscribe=["news", "chat"], publish=["chat"])
     async with (
         running_hub(AUTH) as server,
-        await connect_v1(server.ws, additional_headers=_bearer(token)) as ws,
+        await connect_user(server.ws, additional_headers=_bearer(token)) as ws,
     ):
         sub = await subscribe(ws, "news")
         assert await _publish_ack(ws, "news", "p1") == {
@@ -284,7 +285,7 @@ async def test_a_plain_client_with_a_subscribe_only_grant_is_closed_1008_when_it
     reader_token = make_token(sub="reader", subscribe=["news"], publish=[])
     async with (
         running_hub(AUTH) as server,
-        await connect_v1(server.ws, additional_headers=_bearer(make_token())) as watcher,
+        await connect_user(server.ws, additional_headers=_bearer(make_token())) as watcher,
     ):
         await subscribe(watcher, "news")
         async with await connect_plain(
@@ -330,8 +331,8 @@ async def test_consumer_hooks_deny_on_top_of_the_grants_knowing_who_asks() -> No
     root = make_token(sub="root", role="admin", subscribe=["*"], publish=publish)
     async with (
         running_hub(AUTH, consumer=Announcements) as server,
-        await connect_v1(server.ws, additional_headers=_bearer(alice)) as a,
-        await connect_v1(server.ws, additional_headers=_bearer(root)) as r,
+        await connect_user(server.ws, additional_headers=_bearer(alice)) as a,
+        await connect_user(server.ws, additional_headers=_bearer(root)) as r,
     ):
         assert await _publish_ack(a, "announcements", "a1") == {
             "type": "error",
@@ -384,7 +385,7 @@ async def test_a_refused_handshake_leaves_the_server_serving_others() -> None:
     async with running_hub(AUTH) as server:
         for _ in range(20):
             await _refused(server.ws)
-        async with await connect_v1(server.ws, additional_headers=_bearer(make_token())) as ws:
+        async with await connect_user(server.ws, additional_headers=_bearer(make_token())) as ws:
             await subscribe(ws, "lobby")
         async with await connect_plain(
             server.ws + "/lobby", additional_headers=_bearer(make_token())

@@ -18,6 +18,7 @@ from fanout.protocol.errors import ConfigError, InvalidPublish
 from tests.support.servers import free_port, serving
 from tests.support.wsclient import (
     connect_plain,
+    connect_user,
     connect_v1,
     recv_json,
     send_json,
@@ -167,7 +168,7 @@ async def test_the_apps_own_auth_dependency_decides_who_connects_and_the_consume
     app = shop(hub, mount=False)
     async with serving(app, settings) as url:
         ws = url.replace("http", "ws") + "/rt/ws"
-        async with await connect_v1(ws, additional_headers={"Cookie": "session=s-bob"}) as bob:
+        async with await connect_user(ws, additional_headers={"Cookie": "session=s-bob"}) as bob:
             assert await recv_json(bob) == {"type": "hello", "name": "Bob", "user": "u2"}
         with pytest.raises(Exception, match="HTTP 401") as refused:
             async with await connect_v1(ws):
@@ -188,7 +189,7 @@ async def test_an_identity_with_room_grants_limits_what_the_user_may_subscribe_t
     app.include_router(hub.router)
     async with serving(app, settings) as url:
         ws = url.replace("http", "ws") + "/ws"
-        async with await connect_v1(f"{ws}?name=carol") as carol:
+        async with await connect_user(f"{ws}?name=carol") as carol:
             await subscribe(carol, "public.news")
             await send_json(carol, {"type": "subscribe", "room": "staff"})
             assert (await recv_json(carol))["code"] == "forbidden"

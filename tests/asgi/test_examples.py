@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.redis import RedisServer
 from tests.support.servers import free_port, serving
-from tests.support.wsclient import connect_v1, recv_json, send_json, subscribe
+from tests.support.wsclient import connect_user, recv_json, send_json, subscribe
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -38,8 +38,8 @@ async def test_the_shop_example_serves_its_users_and_publishes_from_its_routes(
     shop = _load_shop(monkeypatch, FANOUT_PORT=str(free_port()))
     async with serving(shop.app, shop.settings) as url:
         ws = url.replace("http", "ws") + "/rt/ws"
-        alice = await connect_v1(ws, additional_headers={"Cookie": "session=alice-session"})
-        bob = await connect_v1(ws, additional_headers={"Cookie": "session=bob-session"})
+        alice = await connect_user(ws, additional_headers={"Cookie": "session=alice-session"})
+        bob = await connect_user(ws, additional_headers={"Cookie": "session=bob-session"})
         async with alice, bob:
             assert await recv_json(alice) == {"type": "welcome", "name": "Alice"}
             assert await recv_json(bob) == {"type": "welcome", "name": "Bob"}
@@ -80,7 +80,7 @@ async def test_the_worker_example_publishes_through_redis_into_the_shops_rooms(
         shop = _load_shop(monkeypatch, FANOUT_PORT=str(free_port()), FANOUT_BROKER=redis.url)
         async with serving(shop.app, shop.settings) as url:
             ws = url.replace("http", "ws") + "/rt/ws"
-            async with await connect_v1(
+            async with await connect_user(
                 ws, additional_headers={"Cookie": "session=bob-session"}
             ) as bob:
                 await recv_json(bob)  # welcome

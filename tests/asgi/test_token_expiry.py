@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from fanout.settings import Settings
 from tests.auth import SECRET, make_token
 from tests.support.servers import running_hub
-from tests.support.wsclient import connect_v1, recv_json, send_json, subscribe
+from tests.support.wsclient import connect_user, connect_v1, recv_json, send_json, subscribe
 
 AUTH = Settings(auth_secret=SECRET)
 SLACK_S = 1.5  # how late a close may come after its deadline on a busy machine
@@ -58,7 +58,7 @@ async def _auth(ws: ClientConnection, token: str, frame_id: str) -> dict[str, An
 async def test_a_connection_is_closed_1008_token_expired_when_its_token_expires() -> None:
     async with running_hub(AUTH) as server:
         exp = _exp_in(2)
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {make_token(exp=exp)}"}
         ) as ws:
             await subscribe(ws, "r")  # in a room, so the idle timeout plays no part
@@ -73,7 +73,7 @@ async def test_an_auth_frame_with_a_fresh_token_moves_the_deadline_and_is_answer
 ):
     async with running_hub(AUTH) as server:
         old_exp, new_exp = _exp_in(2), _exp_in(4)
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {make_token(exp=old_exp)}"}
         ) as ws:
             await subscribe(ws, "r")
@@ -95,7 +95,7 @@ async def test_a_refresh_for_another_subject_is_forbidden_and_the_first_token_st
 ):
     async with running_hub(AUTH) as server:
         token = make_token(sub="alice", subscribe=["chat.*"], publish=["chat.*"])
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {token}"}
         ) as ws:
             assert await _auth(ws, make_token(sub="mallory"), "a1") == {
@@ -116,7 +116,7 @@ async def test_a_refused_refresh_is_unauthorized_and_the_old_exp_still_closes_th
 ):
     async with running_hub(AUTH) as server:
         exp = _exp_in(2)
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {make_token(exp=exp)}"}
         ) as ws:
             await subscribe(ws, "r")
@@ -138,7 +138,7 @@ async def test_a_refused_refresh_is_unauthorized_and_the_old_exp_still_closes_th
 async def test_a_refresh_whose_token_no_longer_grants_a_joined_room_is_forbidden() -> None:
     async with running_hub(AUTH) as server:
         token = make_token(subscribe=["chat.*"], publish=["chat.*"])
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {token}"}
         ) as ws:
             await subscribe(ws, "chat.a")
@@ -173,7 +173,7 @@ async def test_an_auth_frame_on_a_hub_without_auth_is_a_bad_frame() -> None:
 async def test_an_auth_frame_without_a_token_string_is_a_bad_frame() -> None:
     async with (
         running_hub(AUTH) as server,
-        await connect_v1(
+        await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {make_token()}"}
         ) as ws,
     ):
@@ -186,7 +186,7 @@ async def test_an_auth_frame_without_a_token_string_is_a_bad_frame() -> None:
 async def test_a_token_let_in_by_the_clock_skew_leeway_lasts_until_the_leeway_runs_out() -> None:
     async with running_hub(AUTH.replace(auth_leeway_s=30)) as server:
         exp = _exp_in(2) - 30  # expired, but within the 30 s leeway for 2 more seconds
-        async with await connect_v1(
+        async with await connect_user(
             server.ws, additional_headers={"Authorization": f"Bearer {make_token(exp=exp)}"}
         ) as ws:
             await subscribe(ws, "r")

@@ -16,6 +16,7 @@ from fanout.asgi.wiring import memory_broker_limits, redis_broker_options
 from fanout.brokers.memory import MemoryBroker, MemoryBrokerLimits
 from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
 from fanout.core.broker import Broker
+from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Message
 from fanout.settings import Settings
 from tests.support.redis import RedisServer
@@ -38,6 +39,11 @@ class Recorder:
 
     def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
         self.gaps.append((room, epoch, first, last))
+
+    controls: list[ControlEvent] = field(default_factory=list)
+
+    def on_control(self, event: ControlEvent) -> None:
+        self.controls.append(event)
 
     def offsets(self, room: str) -> list[int]:
         return [m.offset for m in self.messages if m.room == room]

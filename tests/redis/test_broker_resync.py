@@ -18,6 +18,7 @@ import pytest
 
 from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
 from fanout.core.broker import Published
+from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import BrokerError
 from tests.brokers.conftest import redis_options
@@ -74,6 +75,9 @@ class Listener:
 
     def on_gap(self, room: str, epoch: str, first: int, last: int) -> None:
         self.events.append(Lost(room, epoch, first, last))
+
+    def on_control(self, event: ControlEvent) -> None:
+        """Control events are not what these tests look at."""
 
     def of(self, room: str) -> list[Event]:
         return [e for e in self.events if e.room == room]

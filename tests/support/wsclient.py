@@ -81,3 +81,13 @@ async def read_until_closed(ws: ClientConnection, timeout: float = 15.0) -> int 
                 await ws.recv()
         except ConnectionClosed as closed:
             return None if closed.rcvd is None else int(closed.rcvd.code)
+
+
+async def connect_user(url: str, **kwargs: Any) -> ClientConnection:
+    """A ``fanout.v1`` connection of an authenticated user: the server subscribes it to
+    the user's personal room first, and that ``subscribed`` is read here."""
+    ws = await connect_v1(url, **kwargs)
+    first = await recv_json(ws)
+    assert first["type"] == "subscribed", first
+    assert first["room"].startswith("@"), first
+    return ws

@@ -27,7 +27,13 @@ from fanout.core.hub import Hub
 from fanout.core.session import Session, SessionLimits
 from fanout.core.transport import Transport
 from fanout.protocol.codes import SUBPROTOCOL, CloseCode
-from fanout.protocol.errors import FrameError, HandshakeDenied, ProtocolViolation
+from fanout.protocol.errors import (
+    BrokerError,
+    FrameError,
+    HandshakeDenied,
+    ProtocolViolation,
+)
+from fanout.protocol.frames import Since, parse_since, personal_room
 
 log = logging.getLogger("fanout.asgi")
 
@@ -50,6 +56,7 @@ class Endpoint:
         v1 = SUBPROTOCOL in websocket.scope.get("subprotocols", ())
         try:
             access = self._admit(websocket, room, v1, identity)
+            user_since = _user_since(websocket)
         except HandshakeDenied as exc:
             self.hub.counters[f"refused_{exc.kind}"] += 1
             await _deny(websocket, exc)
@@ -68,8 +75,14 @@ class Endpoint:
         else:
             transport = AsgiTransport(websocket, asyncio.current_task())
         try:
+            jti = access.claims.get("jti")
             conn = self.hub.connect(
-                transport, mode=Mode.V1 if v1 else Mode.PLAIN, client=_client(websocket)
+                transport,
+                mode=Mode.V1 if v1 else Mode.PLAIN,
+                client=_client(websocket),
+                user=access.subject,
+                jti=jti if isinstance(jti, str) else None,
+                info=access.info,
             )
         except ProtocolViolation as exc:
             await websocket.close(*close_for(exc))
@@ -88,13 +101,17 @@ class Endpoint:
         session = Session(consumer, self.limits, self.hub.counters)
         code: int | None = None
         try:
+            if v1 and access.subject is not None:
+                # Reachable by user id on every node: the personal room, resumed from
+                # where this client's previous connection left it.
+                await self.hub.subscribe(conn, personal_room(access.subject), user_since)
             await consumer.on_connect()
             code = await _pump(websocket, conn, session)
         except asyncio.CancelledError:
             code = CloseCode.GOING_AWAY
             raise
         except Exception as exc:
-            if not isinstance(exc, ProtocolViolation):
+            if not isinstance(exc, ProtocolViolation | BrokerError):
                 log.exception("endpoint failed on %r", conn)
             conn.close(*close_for(exc))
             code = await _until_gone(websocket)
@@ -113,6 +130,10 @@ class Endpoint:
         )
         if not v1 and not access.may_subscribe(room):
             raise HandshakeDenied(f"your token does not grant room {room!r}", kind="room")
+        jti = access.claims.get("jti")
+        revoked = self.hub.users.refusal(access.subject, jti if isinstance(jti, str) else None)
+        if revoked is not None:
+            raise HandshakeDenied(revoked, kind="revoked")
         return access
 
 
@@ -137,6 +158,17 @@ async def _until_gone(websocket: WebSocket) -> int | None:
         if message["type"] == "websocket.disconnect":
             code: int | None = message.get("code")
             return code
+
+
+def _user_since(websocket: WebSocket) -> Since | None:
+    """Where to resume the personal room from (``?user_since=EPOCH:OFFSET``)."""
+    raw = websocket.query_params.get("user_since")
+    if raw is None:
+        return None
+    try:
+        return parse_since(raw)
+    except FrameError as exc:
+        raise HandshakeDenied(exc.reason, kind="query", status=400) from None
 
 
 async def _deny(websocket: WebSocket, denied: HandshakeDenied) -> None:

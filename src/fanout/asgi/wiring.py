@@ -19,7 +19,9 @@ from fanout.core.broker import Broker
 from fanout.core.frame_policy import FrameLimits
 from fanout.core.hub import Hub, HubLimits
 from fanout.core.outbox import OutboxLimits
+from fanout.core.presence import Presence, PresenceLimits
 from fanout.core.publishing import PublishRules
+from fanout.core.rosters import PresenceOptions
 from fanout.core.session import SessionLimits
 from fanout.protocol.errors import ConfigError
 from fanout.settings import Settings, is_loopback
@@ -38,6 +40,8 @@ def hub_limits(settings: Settings) -> HubLimits:
         max_connections=settings.max_connections,
         max_rooms_per_connection=settings.max_rooms_per_connection,
         max_connections_per_ip=settings.max_connections_per_ip,
+        max_connections_per_user=settings.max_connections_per_user,
+        max_revocations=settings.max_revocations,
         publish=_checked(
             PublishRules,
             max_message_bytes=settings.max_message_bytes,
@@ -111,19 +115,50 @@ def _redis_label(url: str) -> str:
     return str(RedisTarget.parse(url))
 
 
+def _memory_presence(settings: Settings) -> Presence:
+    from fanout.brokers.memory_presence import MemoryPresence
+
+    return MemoryPresence(presence_limits(settings))
+
+
+def _redis_presence(settings: Settings) -> Presence:
+    from fanout.brokers.redis.presence import RedisPresence
+
+    return RedisPresence(redis_broker_options(settings), presence_limits(settings))
+
+
+def presence_limits(settings: Settings) -> PresenceLimits:
+    # Twice the refresh interval: one refresh may be late, two mean the node is gone.
+    return _checked(PresenceLimits, ttl_s=2 * settings.presence_refresh_s)
+
+
+def presence_options(settings: Settings) -> PresenceOptions:
+    return _checked(
+        PresenceOptions,
+        refresh_s=settings.presence_refresh_s,
+        off_rooms=settings.presence_off_rooms,
+        join_leave_rooms=settings.join_leave_rooms,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerScheme:
     example: str
     build: Callable[[Settings], Broker]
+    presence: Callable[[Settings], Presence]
     # The URL as /healthz and logs show it: without a password.
     label: Callable[[str], str]
 
 
 # A new broker is one entry here (and its package under fanout/brokers/).
 BROKERS: dict[str, BrokerScheme] = {
-    "memory": BrokerScheme("memory", _memory_broker, _memory_label),
-    "redis": BrokerScheme("redis://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_label),
-    "rediss": BrokerScheme("rediss://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_label),
+    "memory": BrokerScheme("memory", _memory_broker, _memory_presence, _memory_label),
+    "redis": BrokerScheme(
+        "redis://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_presence, _redis_label
+    ),
+    "rediss": BrokerScheme(
+        "rediss://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_presence, _redis_label
+    ),
 }
 
 
@@ -222,7 +257,13 @@ def wire(settings: Settings, broker: Broker | None = None, *, hooked: bool = Fal
     gate = make_gate(settings, hooked=hooked)
     session = session_limits(settings)
     label = broker_label(settings.broker)
-    hub = Hub(broker or make_broker(settings), hub_limits(settings))
+    scheme = broker_scheme(settings.broker)
+    hub = Hub(
+        broker or scheme.build(settings),
+        hub_limits(settings),
+        scheme.presence(settings),
+        presence_options(settings),
+    )
     return Wiring(
         hub=hub, gate=gate, session=session, broker_label=label, api_key=api_key(settings)
     )

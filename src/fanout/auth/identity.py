@@ -37,11 +37,14 @@ class Identity:
     publish: Iterable[str] = EVERY_ROOM
     # Unix time after which the connection is closed with 1008 (None: never).
     expires_at: float | None = None
+    # Public information shown to others in presence (a display name, an avatar URL).
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     def access(self) -> IdentityAccess:
         return IdentityAccess(
             subject=self.id,
             identity=self.user,
+            info=dict(self.info),
             expires_at=self.expires_at,
             grants=RoomGrants(tuple(self.subscribe), tuple(self.publish)),
         )
@@ -61,6 +64,7 @@ class IdentityAccess:
 
     subject: str | None
     identity: Any
+    info: Mapping[str, Any]
     expires_at: float | None
     grants: RoomGrants
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))

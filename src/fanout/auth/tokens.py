@@ -189,6 +189,11 @@ class TokenAccess:
     claims: Mapping[str, Any] = field(repr=False)
     identity: Any = None
 
+    @property
+    def info(self) -> Mapping[str, Any]:
+        info = self.claims.get("info")
+        return info if isinstance(info, dict) else {}
+
     def may_subscribe(self, room: str) -> bool:
         return self.grants.may_subscribe(room)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from fanout.core.broker import BrokerListener, History, Published
+from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import StateError
 
@@ -69,6 +71,13 @@ class MemoryBroker:
 
     async def health(self) -> str | None:
         return None
+
+    async def control(self, event: ControlEvent) -> None:
+        listener = self._listener
+        if listener is None:
+            raise StateError("MemoryBroker.control before start()")
+        # One process: the hub's own revocation table is the only copy there is.
+        asyncio.get_running_loop().call_soon(listener.on_control, event)
 
     async def attach(self, room: str) -> None:
         self._room(room).attached = True

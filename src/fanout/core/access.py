@@ -31,6 +31,11 @@ class Access(Protocol):
         """The application's own user object (from an ``authenticate=`` hook), else None."""
 
     @property
+    def info(self) -> Mapping[str, Any]:
+        """Public information about the user, shown in presence (a token's ``info``
+        claim, an ``Identity``'s ``info``)."""
+
+    @property
     def expires_at(self) -> float | None:
         """Unix time after which the connection is closed with 1008, unless refreshed."""
 
@@ -49,6 +54,7 @@ class _Anonymous:
     claims: Mapping[str, Any] = MappingProxyType({})
     expires_at: float | None = None
     identity: Any = None
+    info: Mapping[str, Any] = MappingProxyType({})
 
     def may_subscribe(self, room: str) -> bool:
         return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Message, Payload
 
 
@@ -47,6 +48,9 @@ class BrokerListener(Protocol):
         """Offsets ``first..last`` of the room cannot be delivered (no longer retained);
         the stream goes on after ``last``."""
 
+    def on_control(self, event: ControlEvent) -> None:
+        """A control event some node sent (this one included)."""
+
 
 class Broker(Protocol):
     """Stores rooms' messages with offsets and streams them to one listener per node.
@@ -80,3 +84,8 @@ class Broker(Protocol):
 
     async def health(self) -> str | None:
         """None when usable, else the reason it is not."""
+
+    async def control(self, event: ControlEvent) -> None:
+        """Deliver ``event`` to every node's listener (this one's included), and keep a
+        revocation until it expires: a broker shared by nodes hands its listener every
+        kept revocation again whenever it (re)links. BrokerError if not sent."""

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
+from typing import Any
 
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import Outbox, OutboxLimits
@@ -61,9 +62,12 @@ class Connection:
         "close_timeout_s",
         "closed",
         "id",
+        "info",
+        "jti",
         "mode",
         "state",
         "subscriptions",
+        "user",
     )
 
     def __init__(
@@ -75,12 +79,21 @@ class Connection:
         flusher: FlushScheduler,
         close_timeout_s: float = 5.0,
         client: str = "",
+        user: str | None = None,
+        jti: str | None = None,
+        info: Mapping[str, Any] | None = None,
         on_closing: Callable[[Connection], None] | None = None,
         on_closed: Callable[[Connection], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.mode = mode
         self.client = client
+        # Who this is (a token's sub, an app hook's id) and which token: for per-user
+        # delivery, limits, kicks and revocations.
+        self.user = user
+        self.jti = jti
+        # The public part of who this is, shown in presence.
+        self.info: Mapping[str, Any] = info or {}
         self.state = ConnState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""

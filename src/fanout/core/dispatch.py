@@ -14,7 +14,10 @@ from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.envelope import OutFrame
 from fanout.protocol.errors import BrokerError, FrameError, ProtocolViolation
 from fanout.protocol.frames import (
+    PERSONAL_PREFIX,
     Auth,
+    HistoryRequest,
+    PresenceRequest,
     Publish,
     Subscribe,
     Unsubscribe,
@@ -61,7 +64,7 @@ async def dispatch(
         return
     if pipeline is not None:
         await pipeline.drain()
-    frame_id = frame.id if isinstance(frame, Auth) else None
+    frame_id = None if isinstance(frame, Subscribe | Unsubscribe) else frame.id
     answer = await _answer(consumer, frame, _request(consumer, frame), frame_id)
     if isinstance(answer, OutFrame):
         conn.enqueue(answer)
@@ -103,6 +106,7 @@ async def _publish(consumer: Consumer, frame: Publish) -> Answer:
     """Publish and return the ``ack`` (or ``error``) to send; ProtocolViolation raises."""
 
     async def publish() -> OutFrame | None:
+        _not_personal(frame.room, "publish to")
         if not consumer.access.may_publish(frame.room):
             raise FrameError(
                 ErrorCode.FORBIDDEN, f"your token does not grant publish to {frame.room!r}"
@@ -116,26 +120,52 @@ async def _publish(consumer: Consumer, frame: Publish) -> Answer:
     return await _answer(consumer, frame, publish(), frame.id)
 
 
-async def _request(consumer: Consumer, frame: Subscribe | Unsubscribe | Auth) -> OutFrame | None:
+async def _request(
+    consumer: Consumer,
+    frame: Subscribe | Unsubscribe | Auth | PresenceRequest | HistoryRequest,
+) -> OutFrame | None:
+    if isinstance(frame, Auth):
+        return _refresh(consumer, frame)
+    if isinstance(frame, Unsubscribe):
+        _not_personal(frame.room, "unsubscribe from")
+        await consumer.leave(frame.room)
+        return None
+    if not consumer.access.may_subscribe(frame.room):
+        raise FrameError(
+            ErrorCode.FORBIDDEN, f"your token does not grant subscribe to {frame.room!r}"
+        )
     if isinstance(frame, Subscribe):
-        if not consumer.access.may_subscribe(frame.room):
-            raise FrameError(
-                ErrorCode.FORBIDDEN, f"your token does not grant subscribe to {frame.room!r}"
-            )
+        _not_personal(frame.room, "subscribe to")
         await consumer.on_subscribe(frame.room)
         await consumer.join(frame.room, frame.since)
-    elif isinstance(frame, Auth):
-        return _refresh(consumer, frame)
-    else:
-        await consumer.leave(frame.room)
-    return None
+        return None
+    hub = consumer.hub
+    if isinstance(frame, HistoryRequest):
+        found = await hub.history(frame.room, limit=frame.limit, since=frame.since)
+        return server_frames.history(
+            frame.room, found.epoch, found.latest, found.first_kept, found.messages, frame.id
+        )
+    if frame.stats:
+        stats = await hub.presence_stats(frame.room)
+        return server_frames.presence_stats(frame.room, stats.connections, stats.users, frame.id)
+    members = await hub.presence_members(frame.room)
+    return server_frames.presence(frame.room, [m.to_json() for m in members], frame.id)
+
+
+def _not_personal(room: str, what: str) -> None:
+    if room.startswith(PERSONAL_PREFIX):
+        raise FrameError(
+            ErrorCode.FORBIDDEN,
+            f"cannot {what} {room!r}: rooms starting with '{PERSONAL_PREFIX}' are personal"
+            " rooms the server manages",
+        )
 
 
 def _refresh(consumer: Consumer, frame: Auth) -> OutFrame:
     """Take a new token: same subject, and it must still grant every room joined."""
     new = consumer.access.refreshed(frame.token)
     for room in consumer.connection.subscriptions:
-        if not new.may_subscribe(room):
+        if not new.may_subscribe(room) and not room.startswith(PERSONAL_PREFIX):
             raise FrameError(
                 ErrorCode.FORBIDDEN,
                 f"the new token does not grant {room!r}, which this connection is subscribed"

@@ -5,28 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from fanout.core.broker import Broker, Published
+from fanout.core.broker import Broker, History, Published
 from fanout.core.connection import Connection, Mode
+from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import OutboxLimits
+from fanout.core.presence import Member, Presence, PresenceStats
 from fanout.core.publishing import PublishRules
+from fanout.core.rosters import PresenceOptions, Rosters
 from fanout.core.subscription import EpochReset, LostRange, Subscription
 from fanout.core.transport import Transport
+from fanout.core.users import Users
+from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import (
-    BrokerError,
     BrokerTimeout,
-    BrokerUnavailable,
     FrameError,
+    InvalidPublish,
     ProtocolViolation,
     StateError,
 )
-from fanout.protocol.frames import Since
+from fanout.protocol.frames import Since, personal_room
 
 log = logging.getLogger("fanout.hub")
 T = TypeVar("T")
@@ -39,6 +43,8 @@ class HubLimits:
     max_connections: int
     max_rooms_per_connection: int
     max_connections_per_ip: int  # 0: no limit per address
+    max_connections_per_user: int  # 0: no limit per user (on this node)
+    max_revocations: int
     # Room names, ids and data sizes every publish is held to.
     publish: PublishRules
     publish_timeout_s: float
@@ -72,9 +78,19 @@ class _Room:
 class Hub:
     """The rooms of this process. Implements the broker's listener interface."""
 
-    def __init__(self, broker: Broker, limits: HubLimits) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        limits: HubLimits,
+        presence: Presence,
+        presence_options: PresenceOptions,
+    ) -> None:
         self.broker = broker
         self.limits = limits
+        self.users = Users(
+            max_per_user=limits.max_connections_per_user, max_revocations=limits.max_revocations
+        )
+        self.rosters = Rosters(presence, presence_options, self.send_control)
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
@@ -94,6 +110,7 @@ class Hub:
     async def start(self) -> None:
         self._flusher = FlushScheduler(asyncio.get_running_loop())
         await self.broker.start(self)
+        await self.rosters.start()
         self._accepting = True
 
     async def close(self) -> None:
@@ -102,6 +119,7 @@ class Hub:
         conns = list(self.connections)
         if conns:
             await asyncio.gather(*(self.shut_down(c) for c in conns), return_exceptions=True)
+        await self.rosters.close()
         await self.broker.close()
 
     async def shut_down(self, conn: Connection) -> None:
@@ -111,7 +129,16 @@ class Hub:
 
     # -- connections ---------------------------------------------------------------
 
-    def connect(self, transport: Transport, *, mode: Mode, client: str = "") -> Connection:
+    def connect(
+        self,
+        transport: Transport,
+        *,
+        mode: Mode,
+        client: str = "",
+        user: str | None = None,
+        jti: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> Connection:
         """Register a new connection or raise ProtocolViolation (1013 when full)."""
         if self._flusher is None:
             raise StateError("Hub.connect before start()")
@@ -127,6 +154,11 @@ class Hub:
             raise ProtocolViolation(
                 CloseCode.SERVER_FULL, f"too many connections from this address (limit {per_ip})"
             )
+        try:
+            self.users.admit(user)
+        except ProtocolViolation:
+            self.counters["refused_per_user"] += 1
+            raise
         conn = Connection(
             transport,
             mode=mode,
@@ -134,10 +166,14 @@ class Hub:
             flusher=self._flusher,
             close_timeout_s=self.limits.close_timeout_s,
             client=client,
+            user=user,
+            jti=jti,
+            info=info,
             on_closing=self._on_closing,
             on_closed=self._on_closed,
         )
         self.connections.add(conn)
+        self.users.add(conn)
         self._per_ip[ip] += 1
         self.counters["connections_total"] += 1
         conn.start()
@@ -152,6 +188,7 @@ class Hub:
     def _on_closed(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
+            self.users.remove(conn)
             ip = _ip_of(conn.client)
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
@@ -208,6 +245,7 @@ class Hub:
         except BaseException:
             self._leave_local(conn, room)
             raise
+        self.rosters.joined(room, conn)
 
     async def unsubscribe(self, conn: Connection, room: str) -> None:
         if room not in conn.subscriptions:
@@ -223,6 +261,7 @@ class Hub:
             local.plain.remove(conn)
         else:
             local.v1.remove(sub)
+        self.rosters.left(room, conn)
         if not local:
             del self._rooms[room]
             # Detaching is bookkeeping for the broker; nobody waits for it.
@@ -245,7 +284,57 @@ class Hub:
         self.counters["duplicates" if published.duplicate else "published"] += 1
         return published
 
+    async def publish_to_user(
+        self, user: str, data: Payload, *, msg_id: str | None = None
+    ) -> Published:
+        """Publish to ``user``'s personal room: every connection of that user, on every
+        node, with a room's guarantees (offsets, resume, acks)."""
+        if not isinstance(user, str) or not user:
+            raise InvalidPublish(ErrorCode.BAD_FRAME, "'user' must be a non-empty string")
+        return await self.publish(personal_room(user), data, msg_id=msg_id)
+
+    async def history(self, room: str, *, limit: int, since: int | None) -> History:
+        """Retained messages without subscribing: the last ``limit``, or the first
+        ``limit`` after offset ``since``."""
+        room = self.check_room(room)
+        if since is None:
+            head = await self._broker_call(self.broker.history(room, None))
+            since = max(head.first_kept - 1, head.latest - limit)
+        found = await self._broker_call(self.broker.history(room, since))
+        return History(found.epoch, found.latest, found.first_kept, found.messages[:limit])
+
+    async def presence_members(self, room: str) -> list[Member]:
+        return await self._broker_call(self.rosters.members(self.check_room(room)))
+
+    async def presence_stats(self, room: str) -> PresenceStats:
+        return await self._broker_call(self.rosters.stats(self.check_room(room)))
+
+    # -- users on every node ------------------------------------------------------------
+
+    async def send_control(self, event: ControlEvent) -> None:
+        """Tell every node (this one included); BrokerError if it could not be sent."""
+        await self._broker_call(self.broker.control(event))
+
+    def on_control(self, event: ControlEvent) -> None:
+        """A control event from some node: act on this node's connections."""
+        self.counters[f"control_{event.kind}"] += 1
+        if event.kind in (ControlKind.JOIN, ControlKind.LEAVE):
+            self._member_event(event)
+            return
+        self.users.apply(event, self._leave_local)
+
+    def _member_event(self, event: ControlEvent) -> None:
+        local = self._rooms.get(event.room or "")
+        if local is None or event.member is None or not local.v1:
+            return
+        frame = server_frames.member_event(str(event.kind), local.name, dict(event.member))
+        for sub in local.v1:
+            if sub.pending is None:
+                sub.conn.enqueue(frame)
+
     async def _broker_call(self, call: Awaitable[T]) -> T:
+        """``call``, answered within ``publish_timeout_s``. Brokers raise BrokerErrors
+        themselves (each maps its own failures once, at its boundary)."""
         try:
             async with asyncio.timeout(self.limits.publish_timeout_s):
                 return await call
@@ -253,10 +342,6 @@ class Hub:
             raise BrokerTimeout(
                 f"broker did not answer within {self.limits.publish_timeout_s} s"
             ) from exc
-        except BrokerError:
-            raise
-        except OSError as exc:
-            raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
 
     # -- BrokerListener: the fan-out ----------------------------------------------------
 

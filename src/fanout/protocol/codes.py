@@ -17,6 +17,8 @@ class CloseCode(IntEnum):
     ABNORMAL = 1006
     INTERNAL = 1011
     SERVER_FULL = 1013
+    # Disconnected by the application (kick, revoke): do not reconnect by yourself.
+    DISCONNECTED = 4003
     SLOW_CONSUMER = 4008
     RATE_LIMITED = 4029
 

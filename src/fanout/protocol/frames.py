@@ -6,6 +6,7 @@ act on; nothing here raises anything else for any input.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,49 @@ class Auth:
     id: str | None = None
 
 
-ClientFrame = Subscribe | Unsubscribe | Publish | Auth
+@dataclass(frozen=True, slots=True)
+class PresenceRequest:
+    """Who is in ``room`` (``stats``: only the counts)."""
+
+    room: str
+    stats: bool = False
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """A room's retained messages, without subscribing: the last ``limit``, or the first
+    ``limit`` after ``since``."""
+
+    room: str
+    limit: int = 100
+    since: int | None = None
+    id: str | None = None
+
+
+ClientFrame = Subscribe | Unsubscribe | Publish | Auth | PresenceRequest | HistoryRequest
+
+# Rooms whose name starts with this are personal rooms: one per user, managed by the
+# server (see ``personal_room``).
+PERSONAL_PREFIX = "@"
+MAX_HISTORY_LIMIT = 1000
+
+
+def personal_room(user: str) -> str:
+    """The room every connection of ``user`` is subscribed to by the server: ``@`` and the
+    user id when that is a valid room name, else ``@`` and a digest of it."""
+    room = PERSONAL_PREFIX + user
+    if len(room) <= 128 and ROOM_PATTERN.fullmatch(room):
+        return room
+    return PERSONAL_PREFIX + hashlib.sha256(user.encode()).hexdigest()[:40]
+
+
+def parse_since(raw: str) -> Since:
+    """``EPOCH:OFFSET`` (a handshake's ``user_since``) as a Since; FrameError if not."""
+    epoch, _, offset = raw.rpartition(":")
+    if not epoch or len(epoch) > MAX_EPOCH_CHARS or not offset.isdigit():
+        raise FrameError(ErrorCode.BAD_FRAME, "user_since must be EPOCH:OFFSET")
+    return Since(epoch, int(offset))
 
 
 def check_room(room: object, *, frame_id: str | None = None) -> str:
@@ -118,11 +161,36 @@ def _decode_object(obj: Any, payload: object) -> ClientFrame:
                 frame_id=frame_id,
             )
         return Auth(token, frame_id)
+    if kind in ("presence", "presence_stats"):
+        room = check_room(obj.get("room"), frame_id=frame_id)
+        return PresenceRequest(room, kind == "presence_stats", frame_id)
+    if kind == "history":
+        room = check_room(obj.get("room"), frame_id=frame_id)
+        limit = obj.get("limit", 100)
+        if not _is_int(limit) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"'limit' must be an integer from 1 to {MAX_HISTORY_LIMIT}",
+                frame_id=frame_id,
+            )
+        since = obj.get("since")
+        if since is not None and (not _is_int(since) or since < 0):
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                "'since' must be an offset (an integer >= 0)",
+                frame_id=frame_id,
+            )
+        return HistoryRequest(room, limit, since, frame_id)
     raise FrameError(
         ErrorCode.UNKNOWN_TYPE,
-        f"unknown type {kind[:40]!r}; expected subscribe, unsubscribe, publish or auth",
+        f"unknown type {kind[:40]!r}; expected subscribe, unsubscribe, publish, auth,"
+        " presence, presence_stats or history",
         frame_id=frame_id,
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _since(obj: dict[str, Any], frame_id: str | None) -> Since | None:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import hiredis
 
 from fanout.backoff import Backoff
+from fanout.brokers.redis import control as redis_control
 from fanout.brokers.redis import scripts
 from fanout.brokers.redis.commands import CommandLink, Script
+from fanout.brokers.redis.control import control_channel
 from fanout.brokers.redis.feeds import Feed, Sequencer
 from fanout.brokers.redis.layout import RoomKeys, parse_entry, parse_envelope
 from fanout.brokers.redis.link import PubSubLink
@@ -28,10 +31,12 @@ from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.publish import PUBLISH, new_epoch, publish, redis_errors
 from fanout.brokers.redis.resp import LinkError
 from fanout.core.broker import BrokerListener, History, Published
+from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import (
     BrokerError,
     BrokerUnavailable,
+    FrameError,
     StateError,
 )
 
@@ -57,6 +62,7 @@ class RedisBroker:
         self._link_down: str | None = "connecting to redis"
         self._command_down: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -276,8 +282,8 @@ class RedisBroker:
         resubscribed = [f for f in self._feeds.values() if f.established]
         for held in resubscribed:
             self._sequencer.hold(held)
-        if resubscribed:
-            link.send("SUBSCRIBE", *(f.channel for f in resubscribed))
+        control = control_channel(self.options.key_prefix)
+        link.send("SUBSCRIBE", control, *(f.channel for f in resubscribed))
         # A paused Redis still accepts connections: the link counts as up once Redis
         # answered something on it.
         link.send("PING")
@@ -289,6 +295,9 @@ class RedisBroker:
             log.warning("redis %s: linked again", self._target)
         if not linked.done():
             linked.set_result(None)
+        # Revocations sent while this node was not listening: hand over every kept one.
+        self._spawn(self._replay_revocations())
+        listener = self._listener
         sequencer = self._sequencer
         by_channel = self._by_channel
         while True:
@@ -300,6 +309,8 @@ class RedisBroker:
                 feed = by_channel.get(reply[1])
                 if feed is not None:
                     sequencer.receive(feed, parse_envelope(feed.room, reply[2]))
+                elif reply[1] == control and listener is not None:
+                    self._control_received(listener, reply[2])
             elif kind == b"subscribe":
                 confirmed = by_channel.get(reply[1])
                 if confirmed is not None:
@@ -308,6 +319,37 @@ class RedisBroker:
                     else:
                         confirmed.confirm()
             reply = await link.read_one()
+
+    # -- control events -------------------------------------------------------------------
+
+    async def control(self, event: ControlEvent) -> None:
+        async with self._calling("control") as commands:
+            await redis_control.send(commands, self.options.key_prefix, event)
+
+    def _control_received(self, listener: BrokerListener, raw: bytes) -> None:
+        try:
+            event = ControlEvent.from_json(raw)
+        except FrameError as exc:
+            log.warning("ignored a control message on redis: %s", exc.reason)
+            return
+        listener.on_control(event)
+
+    async def _replay_revocations(self) -> None:
+        try:
+            async with self._calling("revocations", trip=False) as commands:
+                events = await redis_control.kept_revocations(commands, self.options.key_prefix)
+        except BrokerError as exc:
+            log.warning("could not read the kept revocations: %s", exc)
+            return
+        listener = self._listener
+        if listener is not None:
+            for event in events:
+                listener.on_control(event)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _watch_health(self) -> None:
         """Ping Redis (commands and the link) every interval; report and cut what is silent."""

@@ -1,0 +1,47 @@
+"""Control events through Redis: one channel every node listens to, and the kept
+revocations (a hash of ``user:<id>`` / ``jti:<id>`` -> until, pruned as read).
+
+- ``PREFIX:control``    pub/sub channel: a control event's JSON per message
+- ``PREFIX:revoked``    hash: revocation key -> unix seconds it lasts until
+"""
+
+from __future__ import annotations
+
+import time
+
+from fanout.brokers.redis.commands import CommandLink
+from fanout.core.control import ControlEvent, ControlKind
+
+
+def control_channel(prefix: str) -> bytes:
+    return f"{prefix}:control".encode()
+
+
+def _revoked(prefix: str) -> str:
+    return f"{prefix}:revoked"
+
+
+async def send(commands: CommandLink, prefix: str, event: ControlEvent) -> None:
+    """Keep a revocation, then tell every node (raises what the link raises)."""
+    if event.kind is ControlKind.REVOKE and event.until is not None:
+        await commands.call("HSET", _revoked(prefix), event.key, repr(event.until))
+    await commands.call("PUBLISH", control_channel(prefix), event.to_json())
+
+
+async def kept_revocations(commands: CommandLink, prefix: str) -> list[ControlEvent]:
+    """The revocations still in force; expired ones are removed from Redis."""
+    flat: list[bytes] = await commands.call("HGETALL", _revoked(prefix))
+    now = time.time()
+    events: list[ControlEvent] = []
+    expired: list[bytes] = []
+    for raw_key, raw_until in zip(flat[::2], flat[1::2], strict=True):
+        key, until = raw_key.decode(), float(raw_until)
+        if until <= now:
+            expired.append(raw_key)
+            continue
+        kind, _, name = key.partition(":")
+        user, jti = (name, None) if kind == "user" else (None, name)
+        events.append(ControlEvent(ControlKind.REVOKE, user=user, jti=jti, until=until))
+    if expired:
+        await commands.call("HDEL", _revoked(prefix), *expired)
+    return events

@@ -1,0 +1,141 @@
+"""This node's side of presence: members to the store as they join and leave, a refresh
+of all of them every ``refresh_s`` (so a dead node's members expire), and join/leave
+events for the rooms that opt in.
+
+The store (``Presence``) answers for every node; this class only writes what happens
+here. Writes run in the background: a subscribe never waits for presence, and a
+presence store that is down costs its answers (``presence`` requests get an error),
+not the delivery of messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fanout.core.connection import Connection
+from fanout.core.control import ControlEvent, ControlKind
+from fanout.core.presence import Member, Presence, PresenceStats
+from fanout.protocol.codes import ErrorCode
+from fanout.protocol.errors import FanoutError, FrameError
+
+log = logging.getLogger("fanout.presence")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PresenceOptions:
+    """Defaults and meanings are in ``fanout.settings`` (``presence_*``, ``join_leave_rooms``)."""
+
+    refresh_s: float
+    off_rooms: str  # regular expression: rooms without presence ("": none)
+    join_leave_rooms: str  # regular expression: rooms with join/leave events ("": none)
+
+    def __post_init__(self) -> None:
+        if not self.refresh_s > 0:
+            raise ValueError("presence_refresh_s must be > 0")
+        for pattern in (self.off_rooms, self.join_leave_rooms):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
+
+
+class Rosters:
+    def __init__(
+        self,
+        store: Presence,
+        options: PresenceOptions,
+        announce: Callable[[ControlEvent], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.options = options
+        self.node = secrets.token_hex(4)
+        self._off = re.compile(options.off_rooms) if options.off_rooms else None
+        self._events = re.compile(options.join_leave_rooms) if options.join_leave_rooms else None
+        self._announce = announce
+        self._members: dict[str, dict[Connection, Member]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+
+    def kept(self, room: str) -> bool:
+        return self._off is None or self._off.fullmatch(room) is None
+
+    def announced(self, room: str) -> bool:
+        return self._events is not None and self._events.fullmatch(room) is not None
+
+    async def start(self) -> None:
+        await self.store.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.close()
+
+    def joined(self, room: str, conn: Connection) -> None:
+        if not self.kept(room):
+            return
+        member = Member(
+            conn=f"{self.node}-{conn.id}",
+            user=conn.user,
+            node=self.node,
+            joined_at_ms=int(time.time() * 1000),
+            info=dict(conn.info),
+        )
+        self._members.setdefault(room, {})[conn] = member
+        self._spawn(self._write(room, member, ControlKind.JOIN))
+
+    def left(self, room: str, conn: Connection) -> None:
+        members = self._members.get(room)
+        member = members.pop(conn, None) if members is not None else None
+        if member is None:
+            return
+        if not members:
+            del self._members[room]
+        self._spawn(self._write(room, member, ControlKind.LEAVE))
+
+    async def members(self, room: str) -> list[Member]:
+        self._check(room)
+        return await self.store.members(room)
+
+    async def stats(self, room: str) -> PresenceStats:
+        self._check(room)
+        return await self.store.stats(room)
+
+    def _check(self, room: str) -> None:
+        if not self.kept(room):
+            raise FrameError(ErrorCode.FORBIDDEN, f"presence is off for room {room!r}")
+
+    async def _write(self, room: str, member: Member, kind: ControlKind) -> None:
+        try:
+            if kind is ControlKind.JOIN:
+                await self.store.join(room, member)
+            else:
+                await self.store.leave(room, member.conn)
+            if self.announced(room):
+                await self._announce(ControlEvent(kind, room=room, member=member.to_json()))
+        except FanoutError as exc:
+            # The next refresh writes every member again; a leave that failed expires.
+            log.warning("presence %s of %s in %r failed: %s", kind, member.conn, room, exc)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.refresh_s)
+            entries = {room: list(members.values()) for room, members in self._members.items()}
+            try:
+                await self.store.refresh(entries)
+            except FanoutError as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
