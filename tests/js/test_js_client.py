@@ -53,7 +53,14 @@ NODE_TESTS = sorted(p.name for p in (CLIENT / "test").glob("*.test.js"))
 
 
 def test_the_node_tests_are_found() -> None:
-    assert {"hub.test.js", "auth.test.js", "redis.test.js", "hostile.test.js"} <= set(NODE_TESTS)
+    assert {
+        "hub.test.js",
+        "auth.test.js",
+        "redis.test.js",
+        "hostile.test.js",
+        "users.test.js",
+        "users-hub.test.js",
+    } <= set(NODE_TESTS)
 
 
 @pytest.mark.timeout(300)
