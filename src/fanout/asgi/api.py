@@ -1,26 +1,25 @@
-"""The server HTTP API: other services publish without a WebSocket.
+"""The server HTTP API: other services publish and manage users without a WebSocket.
 
 Off unless a key is configured (``api_key``); callers send ``Authorization: apikey
 KEY``, compared in constant time. Every publish goes through ``Hub.publish``: the same
-checks and the same atomic broker step as a client's, so offsets, history, idempotency
-by ``id`` and delivery never differ.
+checks and the same atomic broker step as a client's. docs/server-api.md is the
+reference; in short:
 
-- ``POST /api/publish`` ``{"room", "data", "id"?}`` -> 200 ``{"epoch", "offset",
-  "duplicate"}``; binary: an ``application/octet-stream`` body, ``?room=R&id=I``.
-- ``POST /api/broadcast`` ``{"rooms": [...], "data", "id"?}`` -> 200 ``{"results":
-  [{"room", "epoch", "offset", "duplicate"} | {"room", "code", "reason"}]}``; binary
-  with ``?room=A&room=B``.
+- ``POST /api/publish`` ``{"room" | "user", "data", "id"?}`` (binary: an
+  ``application/octet-stream`` body, ``?room=R`` or ``?user=U``, ``&id=I``)
+- ``POST /api/broadcast`` ``{"rooms": [...], "data", "id"?}``
+- ``POST /api/disconnect`` ``{"user", "reason"?}``, ``POST /api/unsubscribe``
+  ``{"user", "room"}``, ``POST /api/revoke`` ``{"user" | "jti", "until"}``
+- ``GET /api/presence?room=R``, ``GET /api/presence_stats?room=R``,
+  ``GET /api/history?room=R&limit=N&since=OFFSET``
 
-Errors are ``{"code", "reason"}``: 401 no or wrong key (or the API is off), 400
-malformed JSON, unknown fields, bad room or id, no data; 413 over ``max_message_bytes``
-(refused from Content-Length, or as soon as the body passes the limit, before it is all
-read); 415 another content type; 503 the broker is down or slow (a retry with the same
-``id`` is safe).
+Errors are ``{"code", "reason"}``: 401 key, 400 malformed, 413 too big (refused
+before the body is read), 415 content type, 503 broker (retry by ``id`` is safe).
 """
 
 from __future__ import annotations
 
-import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,28 +27,21 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fanout.asgi import api_requests as req
+from fanout.asgi.api_requests import JSON_SLACK_BYTES, SMALL_BODY_BYTES, ApiError
 from fanout.core.broker import Published
+from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.errormap import http_error
 from fanout.core.hub import Hub
+from fanout.protocol import server_frames
 from fanout.protocol.codes import ErrorCode
-from fanout.protocol.errors import FanoutError, InvalidPublish
+from fanout.protocol.errors import FanoutError
+from fanout.protocol.frames import MAX_HISTORY_LIMIT
 
-# A JSON body may be this much larger than the data it carries (room, id, quoting).
-JSON_SLACK_BYTES = 64 * 1024
 MAX_ROOMS_PER_BROADCAST = 1000
-_PUBLISH_FIELDS = frozenset({"room", "data", "id"})
-_BROADCAST_FIELDS = frozenset({"rooms", "data", "id"})
+# A revocation lasts at most this long (it is kept in the broker, bounded).
+MAX_REVOKE_S = 366 * 86_400
 _NO_DATA = object()
-
-
-class ApiError(Exception):
-    """A request refused before any publish: ``status`` and the JSON body's fields."""
-
-    def __init__(self, status: int, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.code = code
-        self.reason = reason
 
 
 def _json(status: int, body: object) -> Response:
@@ -65,124 +57,193 @@ class ServerApi:
         self._ensure_started = ensure_started
 
     def add_routes(self, router: APIRouter) -> None:
-        router.add_api_route("/api/publish", self.publish, methods=["POST"])
-        router.add_api_route("/api/broadcast", self.broadcast, methods=["POST"])
+        for path, handler in (
+            ("publish", self.publish),
+            ("broadcast", self.broadcast),
+            ("disconnect", self.disconnect),
+            ("unsubscribe", self.unsubscribe),
+            ("revoke", self.revoke),
+        ):
+            router.add_api_route(f"/api/{path}", handler, methods=["POST"])
+        for path, handler in (
+            ("presence", self.presence),
+            ("presence_stats", self.presence_stats),
+            ("history", self.history),
+        ):
+            router.add_api_route(f"/api/{path}", handler, methods=["GET"])
+
+    async def _answer(self, request: Request, work: Callable[[], Awaitable[object]]) -> Response:
+        """Check the key, start the hub if it is not, run ``work``: its answer, or the
+        error it raised as ``{"code", "reason"}`` with its status."""
+        try:
+            req.authorize(self._key, request.headers.get("authorization"))
+            await self._ensure_started()
+            return _json(200, await work())
+        except ApiError as exc:
+            return _json(exc.status, {"code": exc.code, "reason": exc.reason})
+        except Exception as exc:
+            return _json(*http_error(exc))
+
+    # -- publishing ---------------------------------------------------------------------
 
     async def publish(self, request: Request) -> Response:
-        try:
-            room, data, msg_id = await self._read(request, _PUBLISH_FIELDS)
-            await self._ensure_started()
-            published = await self._hub.publish(_text(room, "room"), data, msg_id=msg_id)
-        except ApiError as exc:
-            return _json(exc.status, {"code": exc.code, "reason": exc.reason})
-        except Exception as exc:
-            return _json(*http_error(exc))
-        return _json(200, _published(published))
+        async def work() -> object:
+            target, data, msg_id = await self._message(request, frozenset({"room", "user"}))
+            name, value = target
+            if name == "user":
+                published = await self._hub.publish_to_user(value, data, msg_id=msg_id)
+            else:
+                published = await self._hub.publish(value, data, msg_id=msg_id)
+            return _published(published)
+
+        return await self._answer(request, work)
 
     async def broadcast(self, request: Request) -> Response:
-        try:
-            rooms, data, msg_id = await self._read(request, _BROADCAST_FIELDS)
-            rooms = _rooms(rooms)
-            await self._ensure_started()
-        except ApiError as exc:
-            return _json(exc.status, {"code": exc.code, "reason": exc.reason})
-        except Exception as exc:
-            return _json(*http_error(exc))
-        results: list[dict[str, Any]] = []
-        for room in rooms:
-            try:
-                published = await self._hub.publish(room, data, msg_id=msg_id)
-                results.append({"room": room, **_published(published)})
-            except FanoutError as exc:
-                _, body = http_error(exc)
-                results.append({"room": room, **body})
-        return _json(200, {"results": results})
+        async def work() -> object:
+            target, data, msg_id = await self._message(request, frozenset({"rooms"}))
+            results: list[dict[str, Any]] = []
+            for room in _rooms(target[1]):
+                try:
+                    published = await self._hub.publish(room, data, msg_id=msg_id)
+                    results.append({"room": room, **_published(published)})
+                except FanoutError as exc:
+                    results.append({"room": room, **http_error(exc)[1]})
+            return {"results": results}
 
-    async def _read(self, request: Request, fields: frozenset[str]) -> tuple[Any, Any, str | None]:
-        """The room(s), data and id of a request, after the key and the body checks."""
-        self._authorize(request.headers.get("authorization"))
+        return await self._answer(request, work)
+
+    async def _message(
+        self, request: Request, targets: frozenset[str]
+    ) -> tuple[tuple[str, Any], Any, str | None]:
+        """(which target field and its value, data, id) of a publish or broadcast."""
         limit = self._hub.limits.publish.max_message_bytes
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        many = "rooms" in fields
-        if kind == "application/octet-stream":
-            data = await _body(request, limit)
+        if req.content_type(request) == "application/octet-stream":
             query = request.query_params
-            rooms: Any = query.getlist("room") if many else query.get("room")
-            unknown = set(query) - {"room", "id"}
-            if unknown:
-                raise ApiError(
-                    400, ErrorCode.BAD_FRAME, f"unknown query parameters: {sorted(unknown)}"
-                )
-            return rooms, data, _id(query.get("id"))
-        if kind != "application/json":
-            raise ApiError(
-                415,
-                ErrorCode.BAD_FRAME,
-                "send application/json, or application/octet-stream with the room in the query",
-            )
-        raw = await _body(request, limit + JSON_SLACK_BYTES)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, ErrorCode.BAD_FRAME, "the body must be a JSON object")
-        unknown = set(body) - fields
-        if unknown:
-            raise ApiError(400, ErrorCode.BAD_FRAME, f"unknown fields: {sorted(unknown)}")
+            req.known_query(request, frozenset({"room", "user", "id"}))
+            data = await req.body(request, limit)
+            msg_id = req.optional_id(query.get("id"))
+            if "rooms" in targets:
+                return ("rooms", query.getlist("room")), data, msg_id
+            return _one(query, [t for t in ("room", "user") if t in query]), data, msg_id
+        body = await req.json_object(request, targets | {"data", "id"}, limit + JSON_SLACK_BYTES)
         data = body.get("data", _NO_DATA)
         if data is _NO_DATA:
             raise ApiError(400, ErrorCode.BAD_FRAME, "'data' is required")
-        return body.get("rooms" if many else "room"), data, _id(body.get("id"))
+        given = [t for t in sorted(targets) if t in body]
+        return _one(body, given), data, req.optional_id(body.get("id"))
 
-    def _authorize(self, header: str | None) -> None:
-        if self._key is None:
-            raise ApiError(
-                401,
-                ErrorCode.UNAUTHORIZED,
-                "the server API is off: configure an api_key (FANOUT_API_KEY) to turn it on",
+    # -- users on every node ------------------------------------------------------------
+
+    async def disconnect(self, request: Request) -> Response:
+        async def work() -> object:
+            body = await req.json_object(request, frozenset({"user", "reason"}), SMALL_BODY_BYTES)
+            reason = body.get("reason", "")
+            if not isinstance(reason, str) or len(reason) > 120:
+                raise ApiError(400, ErrorCode.BAD_FRAME, "'reason' must be a string of 0-120")
+            user = req.text(body.get("user"), "user")
+            await self._hub.send_control(
+                ControlEvent(ControlKind.DISCONNECT, user=user, reason=_kicked(reason))
             )
-        scheme, _, given = (header or "").partition(" ")
-        if scheme.lower() != "apikey" or not given:
-            raise ApiError(401, ErrorCode.UNAUTHORIZED, "send 'Authorization: apikey KEY'")
-        if not hmac.compare_digest(given.strip().encode(), self._key):
-            raise ApiError(401, ErrorCode.UNAUTHORIZED, "wrong API key")
+            return {}
+
+        return await self._answer(request, work)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        async def work() -> object:
+            body = await req.json_object(request, frozenset({"user", "room"}), SMALL_BODY_BYTES)
+            user = req.text(body.get("user"), "user")
+            room = self._hub.check_room(body.get("room"))
+            await self._hub.send_control(
+                ControlEvent(
+                    ControlKind.UNSUBSCRIBE,
+                    user=user,
+                    room=room,
+                    reason="unsubscribed by the server",
+                )
+            )
+            return {}
+
+        return await self._answer(request, work)
+
+    async def revoke(self, request: Request) -> Response:
+        async def work() -> object:
+            fields = frozenset({"user", "jti", "until"})
+            body = await req.json_object(request, fields, SMALL_BODY_BYTES)
+            if ("user" in body) == ("jti" in body):
+                raise ApiError(400, ErrorCode.BAD_FRAME, "give either 'user' or 'jti'")
+            until = body.get("until")
+            now = time.time()
+            if (
+                not isinstance(until, int | float)
+                or isinstance(until, bool)
+                or not now < until <= now + MAX_REVOKE_S
+            ):
+                raise ApiError(
+                    400,
+                    ErrorCode.BAD_FRAME,
+                    "'until' must be unix seconds in the future, at most a year ahead",
+                )
+            user = req.text(body["user"], "user") if "user" in body else None
+            jti = req.text(body["jti"], "jti") if "jti" in body else None
+            event = ControlEvent(
+                ControlKind.REVOKE, user=user, jti=jti, until=float(until), reason="revoked"
+            )
+            await self._hub.send_control(event)
+            return {}
+
+        return await self._answer(request, work)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def presence(self, request: Request) -> Response:
+        async def work() -> object:
+            room = self._room_query(request, frozenset({"room"}))
+            members = await self._hub.presence_members(room)
+            return {"room": room, "members": [m.to_json() for m in members]}
+
+        return await self._answer(request, work)
+
+    async def presence_stats(self, request: Request) -> Response:
+        async def work() -> object:
+            room = self._room_query(request, frozenset({"room"}))
+            stats = await self._hub.presence_stats(room)
+            return {"room": room, "connections": stats.connections, "users": stats.users}
+
+        return await self._answer(request, work)
+
+    async def history(self, request: Request) -> Response:
+        async def work() -> object:
+            room = self._room_query(request, frozenset({"room", "limit", "since"}))
+            query = request.query_params
+            limit = req.integer(
+                query.get("limit"), "limit", low=1, high=MAX_HISTORY_LIMIT, default=100
+            )
+            since = req.integer(query.get("since"), "since", low=0, high=2**53, default=None)
+            found = await self._hub.history(room, limit=limit or 100, since=since)
+            frame = server_frames.history(
+                room, found.epoch, found.latest, found.first_kept, found.messages, None
+            )
+            answer: dict[str, Any] = orjson.loads(frame.payload)
+            del answer["type"]
+            return answer
+
+        return await self._answer(request, work)
+
+    def _room_query(self, request: Request, names: frozenset[str]) -> str:
+        req.known_query(request, names)
+        return self._hub.check_room(request.query_params.get("room"))
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it is known to pass ``limit``."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise ApiError(400, ErrorCode.BAD_FRAME, "Content-Length is not a number")
-        if int(length) > limit:
-            raise _too_big(int(length), limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_big(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_big(size: int, limit: int) -> ApiError:
-    return ApiError(413, ErrorCode.TOO_BIG, f"the body is over {limit} bytes ({size} or more)")
-
-
-def _text(value: object, name: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidPublish(ErrorCode.BAD_ROOM, f"'{name}' must be a string")
-    return value
-
-
-def _id(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ApiError(400, ErrorCode.BAD_FRAME, "'id' must be a string")
-    return value
+def _one(source: Any, given: list[str]) -> tuple[str, Any]:
+    if len(given) != 1:
+        raise ApiError(400, ErrorCode.BAD_FRAME, "give exactly one of 'room' and 'user'")
+    name = given[0]
+    value = source.get(name)
+    if name == "room" and not isinstance(value, str):
+        raise ApiError(400, ErrorCode.BAD_ROOM, "'room' must be a string")
+    if name == "user":
+        value = req.text(value, "user")
+    return name, value
 
 
 def _rooms(value: object) -> list[str]:
@@ -197,6 +258,10 @@ def _rooms(value: object) -> list[str]:
     if len(set(value)) != len(value):
         raise ApiError(400, ErrorCode.BAD_ROOM, "'rooms' names a room twice")
     return value
+
+
+def _kicked(reason: str) -> str:
+    return f"disconnected by the server: {reason}" if reason else "disconnected by the server"
 
 
 def _published(published: Published) -> dict[str, Any]:

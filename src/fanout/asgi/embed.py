@@ -39,8 +39,10 @@ from fanout.asgi.endpoint import ConsumerFactory, Endpoint
 from fanout.asgi.metrics import render_metrics
 from fanout.asgi.wiring import wire
 from fanout.auth import redact
-from fanout.core.broker import Broker, Published
+from fanout.core.broker import Broker, History, Published
 from fanout.core.consumer import Consumer
+from fanout.core.control import ControlEvent, ControlKind
+from fanout.core.presence import Member, PresenceStats
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import FanoutError, StateError
 from fanout.settings import Settings
@@ -172,6 +174,59 @@ class Hub:
             except FanoutError as exc:
                 results[room] = exc
         return results
+
+    async def publish_to_user(
+        self, user: str, data: Payload, *, id: str | None = None
+    ) -> Published:
+        """Publish to every connection of ``user`` on every node (its personal room
+        ``@user``), with a room's guarantees: offsets, resume after a reconnect, ``id``."""
+        await self._ensure_started()
+        return await self.core.publish_to_user(user, data, msg_id=id)
+
+    # -- users and rooms on every node --------------------------------------------------
+
+    async def disconnect(self, user: str, reason: str = "") -> None:
+        """Close every connection of ``user`` on every node with 4003 (clients do not
+        reconnect by themselves)."""
+        await self._control(ControlEvent(ControlKind.DISCONNECT, user=user, reason=reason))
+
+    async def unsubscribe(self, user: str, room: str) -> None:
+        """End ``user``'s subscriptions to ``room`` on every node (``unsubscribed``)."""
+        room = self.core.check_room(room)
+        reason = "unsubscribed by the server"
+        await self._control(
+            ControlEvent(ControlKind.UNSUBSCRIBE, user=user, room=room, reason=reason)
+        )
+
+    async def revoke(
+        self, *, until: float, user: str | None = None, jti: str | None = None
+    ) -> None:
+        """Refuse ``user`` (or the token ``jti``) at every node's handshake until
+        ``until`` (unix seconds), and disconnect it now."""
+        if (user is None) == (jti is None):
+            raise ValueError("give either user= or jti=")
+        event = ControlEvent(ControlKind.REVOKE, user=user, jti=jti, until=until, reason="revoked")
+        await self._control(event)
+
+    async def presence(self, room: str) -> list[Member]:
+        """Who is in ``room``, on every node."""
+        await self._ensure_started()
+        return await self.core.presence_members(room)
+
+    async def presence_stats(self, room: str) -> PresenceStats:
+        await self._ensure_started()
+        return await self.core.presence_stats(room)
+
+    async def history(self, room: str, *, limit: int = 100, since: int | None = None) -> History:
+        """The last ``limit`` messages of ``room``, or the first ``limit`` after ``since``."""
+        await self._ensure_started()
+        return await self.core.history(room, limit=limit, since=since)
+
+    async def _control(self, event: ControlEvent) -> None:
+        if event.user is not None and not event.user:
+            raise ValueError("user must be a non-empty string")
+        await self._ensure_started()
+        await self.core.send_control(event)
 
     # -- the app ------------------------------------------------------------------------
 
