@@ -37,6 +37,13 @@ from fanout.client.receiver import Receiver
 from fanout.client.requests import A, PendingRequest, PendingRequests
 from fanout.client.sender import Sender
 from fanout.client.subscriptions import Subscriptions, check_room
+from fanout.protocol.frames import (
+    HistoryRequest,
+    PresenceRequest,
+    Since,
+    decode_text,
+    parse_since,
+)
 
 ALICE = {"user": "alice", "conn": "n1-1", "node": "n1", "joined_at": 1700000000500, "info": {}}
 
@@ -401,14 +408,20 @@ async def test_a_request_not_answered_on_a_dropped_connection_is_sent_on_the_nex
         await task
 
 
-def test_the_history_request_carries_limit_and_since_only_when_given() -> None:
-    assert orjson.loads(wire.encode_history("r", "h1", 50, None)) == {
-        "type": "history",
-        "room": "r",
-        "id": "h1",
-        "limit": 50,
-    }
-    assert orjson.loads(wire.encode_history("r", "h2", 10, 0))["since"] == 0
+def test_the_requests_are_frames_the_hub_decodes_with_limit_and_since_only_when_given() -> None:
+    assert decode_text(wire.encode_history("r", "h1", 50, None)) == HistoryRequest(
+        "r", 50, None, "h1"
+    )
+    assert decode_text(wire.encode_history("r", "h2", 10, 0)) == HistoryRequest("r", 10, 0, "h2")
+    assert "since" not in orjson.loads(wire.encode_history("r", "h1", 50, None))
+    assert decode_text(wire.encode_presence("r", "p1")) == PresenceRequest("r", False, "p1")
+    assert decode_text(wire.encode_presence_stats("r", "p2")) == PresenceRequest("r", True, "p2")
+
+
+def test_the_personal_rooms_position_in_the_handshake_reads_back_as_the_hub_parses_it() -> None:
+    url = handshake_url("ws://h/ws", ("3975802006b9", 17))
+    [raw] = parse_qs(urlsplit(url).query)["user_since"]
+    assert parse_since(raw) == Since("3975802006b9", 17)
 
 
 # -- closes --------------------------------------------------------------------------------

@@ -12,16 +12,16 @@ FanoutError
 
 from __future__ import annotations
 
-from fanout.protocol.codes import ErrorCode
+from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.errors import FanoutError
 
 # Error codes whose request may succeed if sent again with the same ``id``: the hub
 # promises that an ``error`` answer means "not stored, or outcome unknown".
 RETRYABLE_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED})
 
-# The close code of a connection the server ended on purpose ("disconnected by the
-# server: ..."): like a policy close, the client must not reconnect by itself.
-KICKED = 4003
+# The close code of a connection the server ended on purpose (4003, "disconnected by
+# the server: ..."): like a policy close, the client must not reconnect by itself.
+KICKED = CloseCode.DISCONNECTED
 
 
 class ClientError(FanoutError):
