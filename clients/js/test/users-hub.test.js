@@ -1,5 +1,6 @@
 // Users against real `fanout serve` hubs with auth: the personal room on every tab of a
-// user, resumed after a reconnect; presence, join/leave; history on demand.
+// user, resumed after a reconnect; the server's unsubscribe and kick (through its HTTP
+// API, as a server application does); presence, join/leave; history on demand.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -11,16 +12,18 @@ const HUB = {
 };
 const tokenOf = (user) => token("--sub", user, "--rooms", "chat.*");
 
-/** Publish `data` to `room` through the hub's HTTP API (as a server application does). */
-async function publish(running, room, data) {
-  const response = await fetch(`${running.url}/api/publish`, {
+/** POST `body` to the hub's HTTP API `path` (as a server application does). */
+async function api(running, path, body) {
+  const response = await fetch(`${running.url}/api/${path}`, {
     method: "POST",
     headers: { authorization: `apikey ${API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify({ room, data }),
+    body: JSON.stringify(body),
   });
   assert.equal(response.status, 200, await response.clone().text());
   return response.json();
 }
+
+const publish = (running, room, data) => api(running, "publish", { room, data });
 
 /** A tab of `user`: records its personal room's messages from the announcement on. */
 function tab(t, url, user) {
@@ -81,6 +84,53 @@ test("a tab that was away gets what was sent to its user meanwhile, once", async
   assert.equal(away.c.stats.connections, 2);
   assert.equal(away.c.stats.duplicates, 0);
   assert.equal(away.c.stats.gaps, 0);
+});
+
+test("a message published to a user by name reaches their personal room", async (t) => {
+  const running = await hub(t, [], HUB);
+  const alice = tab(t, running.ws, "alice");
+  await alice.announced;
+  await api(running, "publish", { user: "alice", data: "by name" });
+  await until(() => alice.seen.length === 1, "the message");
+  assert.deepEqual([alice.seen[0].room, alice.seen[0].data], ["@alice", "by name"]);
+});
+
+test("a room the server unsubscribes is forgotten and not resubscribed after a reconnect", async (t) => {
+  const running = await hub(t, [], HUB);
+  const net = await proxy(t, running.port);
+  const alice = client(t, net.url, { token: tokenOf("alice") });
+  const room = alice.room("chat.a");
+  const seen = record(room, "message");
+  await room.subscribe();
+  const unsubscribed = next(room, "unsubscribed");
+  await api(running, "unsubscribe", { user: "alice", room: "chat.a" });
+  assert.equal((await unsubscribed).room, "chat.a");
+  assert.equal(alice.position("chat.a"), null);
+
+  net.cut();
+  await next(alice, "connected", (e) => e.connection === 2);
+  await alice.subscribe("chat.other"); // answered after anything the reconnect sent
+  await publish(running, "chat.a", "not for alice any more");
+  await alice.publish("chat.other", "sync"); // the hub answers in order: chat.a came first
+  assert.deepEqual(seen, []);
+});
+
+test("a kicked client stops with the server's reason and does not reconnect", async (t) => {
+  const running = await hub(t, [], HUB);
+  const alice = client(t, running.ws, { token: tokenOf("alice") });
+  const bob = client(t, running.ws, { token: tokenOf("bob") });
+  await alice.subscribe("chat.a");
+  await bob.subscribe("chat.a");
+  const stopped = next(alice, "stopped");
+  await api(running, "disconnect", { user: "alice", reason: "banned for spam" });
+  const { code, reason } = await stopped;
+  assert.equal(code, 4003);
+  assert.match(reason, /banned for spam/);
+  assert.equal(alice.state, "closed");
+  await assert.rejects(alice.publish("chat.a", "after the kick"), { code: "closed" });
+  await new Promise((resolve) => setTimeout(resolve, 300)); // a reconnect would come within 100 ms
+  assert.equal(alice.stats.attempts, 1);
+  assert.equal((await bob.publish("chat.a", "bob stays")).offset, 1);
 });
 
 test("presence lists each connection, counts users once, and join/leave reach the room", async (t) => {
