@@ -104,11 +104,19 @@ class Rosters:
 
     async def members(self, room: str) -> list[Member]:
         self._check(room)
+        await self._written()
         return await self.store.members(room)
 
     async def stats(self, room: str) -> PresenceStats:
         self._check(room)
+        await self._written()
         return await self.store.stats(room)
+
+    async def _written(self) -> None:
+        """Let this node's writes begun so far land first: an answer on this node
+        reflects every join and leave that happened on it before the question."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     def _check(self, room: str) -> None:
         if not self.kept(room):
