@@ -70,13 +70,12 @@ class Settings:
         "how often each node writes its rooms' members again; a node that dies takes its"
         " members out of presence within twice this",
     )
-    presence_off_rooms: str = _opt(
-        "", "regular expression: rooms that keep no presence (default: every room keeps it)"
-    )
-    join_leave_rooms: str = _opt(
+    room_options: str = _opt(
         "",
-        "regular expression: rooms whose subscribers get join/leave events (default: none;"
-        " a roster costs O(n^2) messages)",
+        "options per room by pattern, first match wins:"
+        " 'PATTERN:key=value,...;PATTERN:...' with history=N, presence=on|off,"
+        " join_leave=on|off (default off), client_publish=on|off, e.g."
+        " 'chat.*:join_leave=on;typing.*:presence=off,history=1'",
     )
     max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
     room_pattern: str = _opt(

@@ -17,7 +17,7 @@ from fanout.brokers.memory import MemoryBroker, MemoryBrokerLimits
 from fanout.brokers.redis import RedisBroker, RedisBrokerOptions
 from fanout.core.broker import Broker
 from fanout.core.control import ControlEvent
-from fanout.protocol.envelope import Message
+from fanout.protocol.envelope import Message, Payload
 from fanout.settings import Settings
 from tests.support.redis import RedisServer
 
@@ -44,6 +44,11 @@ class Recorder:
 
     def on_control(self, event: ControlEvent) -> None:
         self.controls.append(event)
+
+    ephemeral: list[tuple[str, Payload]] = field(default_factory=list)
+
+    def on_ephemeral(self, room: str, data: Payload) -> None:
+        self.ephemeral.append((room, data))
 
     def offsets(self, room: str) -> list[int]:
         return [m.offset for m in self.messages if m.room == room]

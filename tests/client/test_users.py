@@ -51,8 +51,7 @@ def tab(url: str, sub: str = "alice") -> Client:
 async def hub() -> AsyncIterator[RunningHub]:
     settings = Settings(
         auth_secret=SECRET,
-        join_leave_rooms=r"chat\.live.*",
-        presence_off_rooms=r"chat\.secret.*",
+        room_options="chat.live*:join_leave=on;chat.secret*:presence=off",
     )
     async with running_hub(settings) as server:
         yield server

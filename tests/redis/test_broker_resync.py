@@ -79,6 +79,9 @@ class Listener:
     def on_control(self, event: ControlEvent) -> None:
         """Control events are not what these tests look at."""
 
+    def on_ephemeral(self, room: str, data: object) -> None:
+        """Nor ephemeral messages."""
+
     def of(self, room: str) -> list[Event]:
         return [e for e in self.events if e.room == room]
 

@@ -301,3 +301,19 @@ async def test_a_node_that_dies_takes_its_members_out_of_presence_within_the_bou
         assert time.monotonic() - killed <= 2 * REFRESH_S + 0.5
         with contextlib.suppress(ConnectionClosed):
             await bob.close()
+
+
+async def test_an_ephemeral_message_reaches_every_node_and_is_not_kept(nodes: Nodes) -> None:
+    alice, bob = await connect(nodes.a, "alice"), await connect(nodes.b, "bob")
+    async with alice, bob:
+        await subscribe(alice, "doc")
+        await subscribe(bob, "doc")
+        body = {"room": "doc", "data": "typing...", "ephemeral": True}
+        reply = await api(nodes.a, "POST", "/api/publish", json=body)
+        assert reply.json() == {"ephemeral": True}
+        expected = {"type": "message", "room": "doc", "data": "typing...", "ephemeral": True}
+        assert await recv_json(alice) == expected
+        assert await recv_json(bob) == expected
+        kept = await api(nodes.b, "GET", "/api/history?room=doc")
+        assert kept.json()["messages"] == []
+        assert kept.json()["latest"] == 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -88,8 +89,14 @@ class ServerApi:
 
     async def publish(self, request: Request) -> Response:
         async def work() -> object:
-            target, data, msg_id = await self._message(request, frozenset({"room", "user"}))
-            name, value = target
+            message = await self._message(request, frozenset({"room", "user"}))
+            (name, value), data, msg_id = message.target, message.data, message.msg_id
+            if message.ephemeral:
+                if name != "room" or msg_id is not None:
+                    reason = "an ephemeral publish takes a room and no id"
+                    raise ApiError(400, ErrorCode.BAD_FRAME, reason)
+                await self._hub.publish_ephemeral(value, data)
+                return {"ephemeral": True}
             if name == "user":
                 published = await self._hub.publish_to_user(value, data, msg_id=msg_id)
             else:
@@ -100,11 +107,13 @@ class ServerApi:
 
     async def broadcast(self, request: Request) -> Response:
         async def work() -> object:
-            target, data, msg_id = await self._message(request, frozenset({"rooms"}))
+            message = await self._message(request, frozenset({"rooms"}))
+            if message.ephemeral:
+                raise ApiError(400, ErrorCode.BAD_FRAME, "a broadcast is not ephemeral")
             results: list[dict[str, Any]] = []
-            for room in _rooms(target[1]):
+            for room in _rooms(message.target[1]):
                 try:
-                    published = await self._hub.publish(room, data, msg_id=msg_id)
+                    published = await self._hub.publish(room, message.data, msg_id=message.msg_id)
                     results.append({"room": room, **_published(published)})
                 except FanoutError as exc:
                     results.append({"room": room, **http_error(exc)[1]})
@@ -112,25 +121,29 @@ class ServerApi:
 
         return await self._answer(request, work)
 
-    async def _message(
-        self, request: Request, targets: frozenset[str]
-    ) -> tuple[tuple[str, Any], Any, str | None]:
-        """(which target field and its value, data, id) of a publish or broadcast."""
+    async def _message(self, request: Request, targets: frozenset[str]) -> _Message:
+        """The target, data, id and ephemeral flag of a publish or broadcast."""
         limit = self._hub.limits.publish.max_message_bytes
         if req.content_type(request) == "application/octet-stream":
             query = request.query_params
-            req.known_query(request, frozenset({"room", "user", "id"}))
+            req.known_query(request, frozenset({"room", "user", "id", "ephemeral"}))
             data = await req.body(request, limit)
             msg_id = req.optional_id(query.get("id"))
+            ephemeral = _flag(query.get("ephemeral", "false"))
             if "rooms" in targets:
-                return ("rooms", query.getlist("room")), data, msg_id
-            return _one(query, [t for t in ("room", "user") if t in query]), data, msg_id
-        body = await req.json_object(request, targets | {"data", "id"}, limit + JSON_SLACK_BYTES)
+                return _Message(("rooms", query.getlist("room")), data, msg_id, ephemeral)
+            target = _one(query, [t for t in ("room", "user") if t in query])
+            return _Message(target, data, msg_id, ephemeral)
+        fields = targets | {"data", "id", "ephemeral"}
+        body = await req.json_object(request, fields, limit + JSON_SLACK_BYTES)
         data = body.get("data", _NO_DATA)
         if data is _NO_DATA:
             raise ApiError(400, ErrorCode.BAD_FRAME, "'data' is required")
+        ephemeral = body.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            raise ApiError(400, ErrorCode.BAD_FRAME, "'ephemeral' must be true or false")
         given = [t for t in sorted(targets) if t in body]
-        return _one(body, given), data, req.optional_id(body.get("id"))
+        return _Message(_one(body, given), data, req.optional_id(body.get("id")), ephemeral)
 
     # -- users on every node ------------------------------------------------------------
 
@@ -232,6 +245,20 @@ class ServerApi:
     def _room_query(self, request: Request, names: frozenset[str]) -> str:
         req.known_query(request, names)
         return self._hub.check_room(request.query_params.get("room"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    target: tuple[str, Any]  # ("room" | "user" | "rooms", its value)
+    data: Any
+    msg_id: str | None
+    ephemeral: bool
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() not in ("0", "1", "true", "false"):
+        raise ApiError(400, ErrorCode.BAD_FRAME, "'ephemeral' must be true or false")
+    return raw.lower() in ("1", "true")
 
 
 def _one(source: Any, given: list[str]) -> tuple[str, Any]:

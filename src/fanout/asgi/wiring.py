@@ -21,7 +21,7 @@ from fanout.core.hub import Hub, HubLimits
 from fanout.core.outbox import OutboxLimits
 from fanout.core.presence import Presence, PresenceLimits
 from fanout.core.publishing import PublishRules
-from fanout.core.rosters import PresenceOptions
+from fanout.core.room_options import RoomRules
 from fanout.core.session import SessionLimits
 from fanout.protocol.errors import ConfigError
 from fanout.settings import Settings, is_loopback
@@ -42,6 +42,8 @@ def hub_limits(settings: Settings) -> HubLimits:
         max_connections_per_ip=settings.max_connections_per_ip,
         max_connections_per_user=settings.max_connections_per_user,
         max_revocations=settings.max_revocations,
+        rooms=_checked(RoomRules, settings.room_options),
+        presence_refresh_s=settings.presence_refresh_s,
         publish=_checked(
             PublishRules,
             max_message_bytes=settings.max_message_bytes,
@@ -130,15 +132,6 @@ def _redis_presence(settings: Settings) -> Presence:
 def presence_limits(settings: Settings) -> PresenceLimits:
     # Twice the refresh interval: one refresh may be late, two mean the node is gone.
     return _checked(PresenceLimits, ttl_s=2 * settings.presence_refresh_s)
-
-
-def presence_options(settings: Settings) -> PresenceOptions:
-    return _checked(
-        PresenceOptions,
-        refresh_s=settings.presence_refresh_s,
-        off_rooms=settings.presence_off_rooms,
-        join_leave_rooms=settings.join_leave_rooms,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +255,6 @@ def wire(settings: Settings, broker: Broker | None = None, *, hooked: bool = Fal
         broker or scheme.build(settings),
         hub_limits(settings),
         scheme.presence(settings),
-        presence_options(settings),
     )
     return Wiring(
         hub=hub, gate=gate, session=session, broker_label=label, api_key=api_key(settings)

@@ -72,6 +72,14 @@ class MemoryBroker:
     async def health(self) -> str | None:
         return None
 
+    async def publish_ephemeral(self, room: str, data: Payload) -> None:
+        listener = self._listener
+        if listener is None:
+            raise StateError("MemoryBroker.publish_ephemeral before start()")
+        state = self._rooms.get(room)
+        if state is not None and state.attached:
+            listener.on_ephemeral(room, data)
+
     async def control(self, event: ControlEvent) -> None:
         listener = self._listener
         if listener is None:
@@ -97,7 +105,9 @@ class MemoryBroker:
         messages = [ring[i] for i in range(start, len(ring))] if start < len(ring) else []
         return History(state.epoch, state.latest, first_kept, messages)
 
-    async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
+    async def publish(
+        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+    ) -> Published:
         listener = self._listener
         if listener is None:
             raise StateError("MemoryBroker.publish before start()")
@@ -110,7 +120,7 @@ class MemoryBroker:
         message = Message(room, state.epoch, state.latest, data)
         if msg_id is not None:
             self._record_id(state, msg_id, message.offset)
-        self._append(state, message)
+        self._append(state, message, keep)
         if state.attached:
             listener.on_message(message)
         return Published(state.epoch, message.offset)
@@ -140,12 +150,15 @@ class MemoryBroker:
         while len(ids) > self.limits.idempotency_max_ids:
             ids.popitem(last=False)
 
-    def _append(self, state: _Room, message: Message) -> None:
+    def _append(self, state: _Room, message: Message, keep: int | None) -> None:
         state.ring.append(message)
         state.bytes += message.size
         self._total_bytes += message.size
         limits = self.limits
-        while len(state.ring) > limits.history_max_messages or (
+        most = (
+            limits.history_max_messages if keep is None else min(keep, limits.history_max_messages)
+        )
+        while len(state.ring) > most or (
             state.bytes > limits.history_max_bytes and len(state.ring) > 1
         ):
             self._drop_oldest(state)

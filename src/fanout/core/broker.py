@@ -51,6 +51,9 @@ class BrokerListener(Protocol):
     def on_control(self, event: ControlEvent) -> None:
         """A control event some node sent (this one included)."""
 
+    def on_ephemeral(self, room: str, data: Payload) -> None:
+        """A message for the room's current subscribers only: no offset, not stored."""
+
 
 class Broker(Protocol):
     """Stores rooms' messages with offsets and streams them to one listener per node.
@@ -70,8 +73,14 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     async def publish(
-        self, room: str, data: Payload, *, msg_id: str | None = None
-    ) -> Published: ...
+        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+    ) -> Published:
+        """Store and deliver; ``keep``: retain at most this many of the room's messages
+        (a room option; None: the broker's own limit)."""
+
+    async def publish_ephemeral(self, room: str, data: Payload) -> None:
+        """Deliver to the room's current subscribers on every node, without an offset
+        and without storing it (``on_ephemeral``); BrokerError if not sent."""
 
     async def history(self, room: str, after: int | None) -> History:
         """Epoch, latest offset, and the retained messages after ``after`` (none if None)."""

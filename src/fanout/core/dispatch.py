@@ -41,7 +41,7 @@ async def dispatch(
     if conn.mode is Mode.PLAIN:
         payload = text if text is not None else (data or b"")
         room = consumer.info.room
-        if not consumer.access.may_publish(room):
+        if not consumer.access.may_publish(room) or not consumer.hub.clients_may_publish(room):
             # A plain client has no error frame: it is told by the close code.
             raise ProtocolViolation(CloseCode.POLICY, f"not allowed to publish to {room!r}")
         try:
@@ -111,7 +111,14 @@ async def _publish(consumer: Consumer, frame: Publish) -> Answer:
             raise FrameError(
                 ErrorCode.FORBIDDEN, f"your token does not grant publish to {frame.room!r}"
             )
+        if not consumer.hub.clients_may_publish(frame.room):
+            raise FrameError(
+                ErrorCode.FORBIDDEN, f"clients may not publish to {frame.room!r} (room options)"
+            )
         body = await consumer.on_publish(frame.room, frame.data)
+        if frame.ephemeral:
+            await consumer.hub.publish_ephemeral(frame.room, body)
+            return None if frame.id is None else server_frames.ack_ephemeral(frame.id, frame.room)
         published = await consumer.publish(frame.room, body, id=frame.id)
         if frame.id is None:
             return None

@@ -16,13 +16,14 @@ from fanout.core.flush import FlushScheduler
 from fanout.core.outbox import OutboxLimits
 from fanout.core.presence import Member, Presence, PresenceStats
 from fanout.core.publishing import PublishRules
-from fanout.core.rosters import PresenceOptions, Rosters
+from fanout.core.room_options import RoomRules
+from fanout.core.rosters import Rosters
 from fanout.core.subscription import EpochReset, LostRange, Subscription
 from fanout.core.transport import Transport
 from fanout.core.users import Users
 from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode, ErrorCode
-from fanout.protocol.envelope import Message, Payload
+from fanout.protocol.envelope import Message, OutFrame, Payload
 from fanout.protocol.errors import (
     BrokerTimeout,
     FrameError,
@@ -45,6 +46,8 @@ class HubLimits:
     max_connections_per_ip: int  # 0: no limit per address
     max_connections_per_user: int  # 0: no limit per user (on this node)
     max_revocations: int
+    rooms: RoomRules  # options by room pattern (history, presence, client publishing)
+    presence_refresh_s: float
     # Room names, ids and data sizes every publish is held to.
     publish: PublishRules
     publish_timeout_s: float
@@ -83,14 +86,18 @@ class Hub:
         broker: Broker,
         limits: HubLimits,
         presence: Presence,
-        presence_options: PresenceOptions,
     ) -> None:
         self.broker = broker
         self.limits = limits
         self.users = Users(
             max_per_user=limits.max_connections_per_user, max_revocations=limits.max_revocations
         )
-        self.rosters = Rosters(presence, presence_options, self.send_control)
+        self.rosters = Rosters(
+            presence,
+            refresh_s=limits.presence_refresh_s,
+            rules=limits.rooms,
+            announce=self.send_control,
+        )
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
@@ -280,9 +287,24 @@ class Hub:
         raised before anything is stored; BrokerError means not stored, or unknown: a
         retry with the same ``msg_id`` is safe."""
         room, data = self.limits.publish.check(room, data, msg_id)
-        published = await self._broker_call(self.broker.publish(room, data, msg_id=msg_id))
+        keep = self.limits.rooms.of(room).history
+        published = await self._broker_call(
+            self.broker.publish(room, data, msg_id=msg_id, keep=keep)
+        )
         self.counters["duplicates" if published.duplicate else "published"] += 1
         return published
+
+    async def publish_ephemeral(self, room: str, data: Payload) -> None:
+        """Deliver to ``room``'s current subscribers on every node, without an offset and
+        without storing it (typing indicators, cursors): a late or reconnecting client
+        never gets it, and no client counts it."""
+        room, data = self.limits.publish.check(room, data)
+        await self._broker_call(self.broker.publish_ephemeral(room, data))
+        self.counters["published_ephemeral"] += 1
+
+    def clients_may_publish(self, room: str) -> bool:
+        """Whether the room's options let clients publish (else only the app and the API)."""
+        return self.limits.rooms.of(room).client_publish
 
     async def publish_to_user(
         self, user: str, data: Payload, *, msg_id: str | None = None
@@ -314,6 +336,22 @@ class Hub:
     async def send_control(self, event: ControlEvent) -> None:
         """Tell every node (this one included); BrokerError if it could not be sent."""
         await self._broker_call(self.broker.control(event))
+
+    def on_ephemeral(self, room: str, data: Payload) -> None:
+        """Fan an ephemeral message out to local members: no offset, nothing to hold."""
+        local = self._rooms.get(room)
+        if local is None:
+            return
+        if local.v1:
+            frame = server_frames.ephemeral(room, data)
+            for sub in local.v1:
+                if sub.pending is None:
+                    sub.conn.enqueue(frame)
+        if local.plain:
+            frame = OutFrame.of(data)
+            for conn in local.plain:
+                conn.enqueue(frame)
+        self.counters["deliveries_ephemeral"] += len(local.v1) + len(local.plain)
 
     def on_control(self, event: ControlEvent) -> None:
         """A control event from some node: act on this node's connections."""

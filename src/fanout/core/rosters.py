@@ -1,6 +1,6 @@
 """This node's side of presence: members to the store as they join and leave, a refresh
 of all of them every ``refresh_s`` (so a dead node's members expire), and join/leave
-events for the rooms that opt in.
+events for the rooms that opt in (``fanout.core.room_options``).
 
 The store (``Presence``) answers for every node; this class only writes what happens
 here. Writes run in the background: a subscribe never waits for presence, and a
@@ -12,61 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from fanout.core.connection import Connection
 from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.presence import Member, Presence, PresenceStats
+from fanout.core.room_options import RoomRules
 from fanout.protocol.codes import ErrorCode
 from fanout.protocol.errors import FanoutError, FrameError
 
 log = logging.getLogger("fanout.presence")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PresenceOptions:
-    """Defaults and meanings are in ``fanout.settings`` (``presence_*``, ``join_leave_rooms``)."""
-
-    refresh_s: float
-    off_rooms: str  # regular expression: rooms without presence ("": none)
-    join_leave_rooms: str  # regular expression: rooms with join/leave events ("": none)
-
-    def __post_init__(self) -> None:
-        if not self.refresh_s > 0:
-            raise ValueError("presence_refresh_s must be > 0")
-        for pattern in (self.off_rooms, self.join_leave_rooms):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from exc
-
-
 class Rosters:
     def __init__(
         self,
         store: Presence,
-        options: PresenceOptions,
+        *,
+        refresh_s: float,
+        rules: RoomRules,
         announce: Callable[[ControlEvent], Awaitable[None]],
     ) -> None:
+        if not refresh_s > 0:
+            raise ValueError("presence_refresh_s must be > 0")
         self.store = store
-        self.options = options
+        self.refresh_s = refresh_s
+        self.rules = rules
         self.node = secrets.token_hex(4)
-        self._off = re.compile(options.off_rooms) if options.off_rooms else None
-        self._events = re.compile(options.join_leave_rooms) if options.join_leave_rooms else None
         self._announce = announce
         self._members: dict[str, dict[Connection, Member]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
 
     def kept(self, room: str) -> bool:
-        return self._off is None or self._off.fullmatch(room) is None
+        return self.rules.of(room).presence
 
     def announced(self, room: str) -> bool:
-        return self._events is not None and self._events.fullmatch(room) is not None
+        return self.rules.of(room).join_leave
 
     async def start(self) -> None:
         await self.store.start()
@@ -136,7 +120,7 @@ class Rosters:
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.options.refresh_s)
+            await asyncio.sleep(self.refresh_s)
             entries = {room: list(members.values()) for room, members in self._members.items()}
             try:
                 await self.store.refresh(entries)

@@ -47,6 +47,8 @@ class Publish:
     room: str
     data: Payload
     id: str | None = None
+    # Not stored, no offset: for the room's current subscribers only.
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,12 @@ def _decode_object(obj: Any, payload: object) -> ClientFrame:
         data = obj.get("data", _NO_DATA) if payload is _NO_DATA else payload
         if data is _NO_DATA:
             raise FrameError(ErrorCode.BAD_FRAME, "publish needs 'data'", frame_id=frame_id)
-        return Publish(room, data, frame_id)
+        ephemeral = obj.get("ephemeral", False)
+        if not isinstance(ephemeral, bool):
+            raise FrameError(
+                ErrorCode.BAD_FRAME, "'ephemeral' must be true or false", frame_id=frame_id
+            )
+        return Publish(room, data, frame_id, ephemeral)
     if kind == "subscribe":
         return Subscribe(check_room(obj.get("room"), frame_id=frame_id), _since(obj, frame_id))
     if kind == "unsubscribe":

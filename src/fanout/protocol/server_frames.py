@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from fanout.protocol.codes import ErrorCode
-from fanout.protocol.envelope import Message, OutFrame
+from fanout.protocol.envelope import Message, OutFrame, Payload, binary_envelope
 
 
 def subscribed(room: str, epoch: str, offset: int, *, recovered: bool) -> OutFrame:
@@ -43,6 +43,19 @@ def authorized(frame_id: str | None, subject: str | None, expires_at: float | No
     if frame_id is not None:
         body["id"] = frame_id
     return OutFrame.json(body)
+
+
+def ephemeral(room: str, data: Payload) -> OutFrame:
+    """A ``message`` with no epoch and no offset: not stored, not counted by clients."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        header = {"type": "message", "room": room, "ephemeral": True}
+        return OutFrame.binary(binary_envelope(header, bytes(data)))
+    return OutFrame.json({"type": "message", "room": room, "data": data, "ephemeral": True})
+
+
+def ack_ephemeral(frame_id: str, room: str) -> OutFrame:
+    """The answer to an ephemeral publish with an ``id``: passed on, with no offset."""
+    return OutFrame.json({"type": "ack", "id": frame_id, "room": room, "ephemeral": True})
 
 
 def unsubscribed(room: str, reason: str) -> OutFrame:

@@ -25,7 +25,13 @@ from fanout.brokers.redis import scripts
 from fanout.brokers.redis.commands import CommandLink, Script
 from fanout.brokers.redis.control import control_channel
 from fanout.brokers.redis.feeds import Feed, Sequencer
-from fanout.brokers.redis.layout import RoomKeys, parse_entry, parse_envelope
+from fanout.brokers.redis.layout import (
+    RoomKeys,
+    ephemeral_envelope,
+    parse_entry,
+    parse_envelope,
+    parse_ephemeral,
+)
 from fanout.brokers.redis.link import PubSubLink
 from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.publish import PUBLISH, new_epoch, publish, redis_errors
@@ -118,9 +124,16 @@ class RedisBroker:
 
     # -- publishing and history ---------------------------------------------------------
 
-    async def publish(self, room: str, data: Payload, *, msg_id: str | None = None) -> Published:
+    async def publish(
+        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+    ) -> Published:
         async with self._calling("publish") as commands:
-            return await publish(commands, self.options, room, data, msg_id)
+            return await publish(commands, self.options, room, data, msg_id, keep)
+
+    async def publish_ephemeral(self, room: str, data: Payload) -> None:
+        async with self._calling("publish") as commands:
+            channel = self._keys(room).channel
+            await commands.call("PUBLISH", channel, ephemeral_envelope(data))
 
     async def history(self, room: str, after: int | None) -> History:
         async with self._calling("history"):
@@ -308,7 +321,12 @@ class RedisBroker:
             if kind == b"message":
                 feed = by_channel.get(reply[1])
                 if feed is not None:
-                    sequencer.receive(feed, parse_envelope(feed.room, reply[2]))
+                    ephemeral = parse_ephemeral(reply[2])
+                    if ephemeral is not None:
+                        if listener is not None:
+                            listener.on_ephemeral(feed.room, ephemeral)
+                    else:
+                        sequencer.receive(feed, parse_envelope(feed.room, reply[2]))
                 elif reply[1] == control and listener is not None:
                     self._control_received(listener, reply[2])
             elif kind == b"subscribe":

@@ -36,6 +36,7 @@ from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.publish import PUBLISH, publish, redis_errors
 from fanout.core.broker import Published
 from fanout.core.publishing import PublishRules
+from fanout.core.room_options import RoomRules
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import BrokerTimeout, ConfigError, StateError
 from fanout.settings import Settings
@@ -89,7 +90,13 @@ class Emitter:
     """
 
     def __init__(self, url: str, *, settings: Settings | None = None) -> None:
-        self.options, self.rules = emitter_options(url, settings or Settings())
+        settings = settings or Settings()
+        self.options, self.rules = emitter_options(url, settings)
+        try:
+            # The rooms' own history sizes, as the nodes keep them.
+            self.rooms = RoomRules(settings.room_options)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._target = self.options.target
         self._commands: CommandLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,7 +120,8 @@ class Emitter:
         room, data = self.rules.check(room, data, id)
         commands = self._link()
         with redis_errors("publish", self._target, self.options.timeout_s):
-            return await publish(commands, self.options, room, data, id)
+            keep = self.rooms.of(room).history
+            return await publish(commands, self.options, room, data, id, keep)
 
     def _link(self) -> CommandLink:
         loop = asyncio.get_running_loop()

@@ -7,7 +7,8 @@ one Redis Cluster slot and one Lua script may touch them all:
 - ``PREFIX:{room}:log``    stream: entry ``<offset>-0`` with fields ``k`` (kind), ``d`` (data)
 - ``PREFIX:{room}:ids``    hash: publish id -> offset (idempotency window)
 - ``PREFIX:{room}:idt``    sorted set: publish id scored by first-seen time in ms
-- ``PREFIX:{room}:ch``     pub/sub channel: ``epoch\\noffset\\nkind\\ndata`` per message
+- ``PREFIX:{room}:ch``     pub/sub channel: ``epoch\\noffset\\nkind\\ndata`` per message;
+                            an ephemeral one has neither: ``\\n\\nkind\\ndata``
 
 Presence (``presence.py``) keeps four more keys per room, all expiring with the room's
 last presence write:
@@ -83,6 +84,21 @@ def decode_data(kind: bytes, raw: bytes) -> Payload:
     if kind == KIND_JSON:
         return orjson.loads(raw)
     raise ValueError(f"unknown payload kind {kind!r} in Redis")
+
+
+def ephemeral_envelope(data: Payload) -> bytes:
+    """A channel message with no epoch and no offset (``\n\nkind\ndata``): for the
+    room's current subscribers only, never stored."""
+    kind, raw = encode_data(data)
+    return b"\n\n" + kind + b"\n" + raw
+
+
+def parse_ephemeral(envelope: bytes) -> Payload | None:
+    """The data of an ephemeral channel message, None if ``envelope`` is not one."""
+    if not envelope.startswith(b"\n\n"):
+        return None
+    kind, raw = envelope[2:].split(b"\n", 1)
+    return decode_data(kind, raw)
 
 
 def parse_envelope(room: str, envelope: bytes) -> Message:

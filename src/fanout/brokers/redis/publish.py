@@ -36,6 +36,7 @@ async def publish(
     room: str,
     data: Payload,
     msg_id: str | None,
+    keep: int | None = None,
 ) -> Published:
     """Store ``data`` in ``room``'s stream and publish it on the room's channel, in one
     atomic script; a ``msg_id`` the room still remembers returns its first offset
@@ -49,7 +50,7 @@ async def publish(
         raw,
         kind,
         msg_id or "",
-        options.history_max_messages,
+        options.history_max_messages if keep is None else min(keep, options.history_max_messages),
         options.history_max_bytes,
         options.idempotency_max_ids if msg_id else 0,
         int(options.idempotency_ttl_s * 1000),
