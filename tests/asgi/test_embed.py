@@ -218,3 +218,29 @@ async def test_a_stopped_hub_refuses_to_publish_with_a_reason() -> None:
         await hub.publish("a", 1)
     with pytest.raises(fanout.FanoutError, match="stopped"):
         await hub.publish("a", 2)
+
+
+async def test_the_app_publishes_ephemeral_messages_and_reads_history_and_presence() -> None:
+    settings = _settings()
+    hub = fanout.Hub(settings)
+    app = FastAPI()
+    app.include_router(hub.router)
+    async with (
+        serving(app, settings) as url,
+        await connect_v1(url.replace("http", "ws") + "/ws") as ws,
+    ):
+        await subscribe(ws, "doc")
+        await hub.publish_ephemeral("doc", {"cursor": 3})
+        assert await recv_json(ws) == {
+            "type": "message",
+            "room": "doc",
+            "data": {"cursor": 3},
+            "ephemeral": True,
+        }
+        await hub.publish("doc", "kept")
+        assert (await recv_json(ws))["offset"] == 1
+        history = await hub.history("doc", limit=10)
+        assert [m.data for m in history.messages] == ["kept"]
+        stats = await hub.presence_stats("doc")
+        assert (stats.connections, stats.users) == (1, 0)  # anonymous: a connection only
+        await ws.close()

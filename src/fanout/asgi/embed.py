@@ -175,6 +175,12 @@ class Hub:
                 results[room] = exc
         return results
 
+    async def publish_ephemeral(self, room: str, data: Payload) -> None:
+        """Deliver to ``room``'s current subscribers on every node, not stored and with
+        no offset (typing indicators, cursors)."""
+        await self._ensure_started()
+        await self.core.publish_ephemeral(room, data)
+
     async def publish_to_user(
         self, user: str, data: Payload, *, id: str | None = None
     ) -> Published:
