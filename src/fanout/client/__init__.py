@@ -1,12 +1,13 @@
 """An asyncio client for the fanout hub: reconnects with backoff and jitter, resumes
 every room (the personal room ``@<user>`` included) from its last offset, retries
-publishes by ``id`` until acked, asks for presence and history."""
+publishes by ``id`` until acked, sends ephemeral messages, asks for presence and history."""
 
 from fanout.backoff import Backoff
-from fanout.client.client import Client, ClientState, ClientStats
+from fanout.client.client import Client
 from fanout.client.errors import (
     ClientClosed,
     ClientError,
+    Dropped,
     Kicked,
     MalformedAnswer,
     Refused,
@@ -19,6 +20,8 @@ from fanout.client.events import (
     ConnectFailed,
     Direct,
     Disconnected,
+    Ephemeral,
+    EphemeralAck,
     Event,
     Gap,
     History,
@@ -32,6 +35,7 @@ from fanout.client.events import (
     SubscribeFailed,
     Unsubscribed,
 )
+from fanout.client.state import ClientState, ClientStats
 
 __all__ = [
     "Ack",
@@ -45,6 +49,9 @@ __all__ = [
     "Connected",
     "Direct",
     "Disconnected",
+    "Dropped",
+    "Ephemeral",
+    "EphemeralAck",
     "Event",
     "Gap",
     "History",

@@ -18,10 +18,8 @@ import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, overload
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -39,26 +37,29 @@ from fanout.client.connect import (
     handshake_url,
     open_connection,
 )
-from fanout.client.errors import ClientClosed, ClientError, Refused, Rejected, Unreachable
+from fanout.client.ephemeral import EphemeralSends
+from fanout.client.errors import ClientClosed, ClientError, Refused, Unreachable
 from fanout.client.events import (
     Ack,
     Connected,
     ConnectFailed,
     Data,
     Disconnected,
+    EphemeralAck,
     Event,
     History,
     Presence,
     PresenceStats,
     Subscribed,
 )
-from fanout.client.publishes import PendingPublish, PendingPublishes
+from fanout.client.publishes import PendingPublish, PendingPublishes, encode_publish
 from fanout.client.receiver import Receiver
 from fanout.client.reconnects import Reconnects
 from fanout.client.requests import A, PendingRequests
 from fanout.client.sender import Sender
+from fanout.client.state import ClientState, ClientStats
 from fanout.client.subscriptions import Subscriptions, check_room, is_server_room
-from fanout.protocol.codes import CloseCode, ErrorCode
+from fanout.protocol.codes import CloseCode
 from fanout.protocol.frames import MAX_ID_CHARS
 
 log = logging.getLogger("fanout.client")
@@ -68,23 +69,6 @@ MiB = 1024 * 1024
 _FRAME_SLACK = 64 * 1024
 # The close code for a connection that ended without a close frame (cut, aborted).
 _ABNORMAL_CLOSURE = 1006
-
-
-class ClientState(Enum):
-    IDLE = "idle"  # not started
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    WAITING = "waiting"  # backing off between attempts
-    FAILED = "failed"  # gave up; see the error operations raise
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStats:
-    connections: int
-    pending_publishes: int
-    duplicates_dropped: int
-    holes_reported: int
 
 
 class Client:
@@ -157,6 +141,7 @@ class Client:
         self._rooms = self._subs.tracker
         self._publishes = PendingPublishes()
         self._requests = PendingRequests()
+        self._ephemeral = EphemeralSends()
         self._sender = Sender(
             subs=self._subs,
             publishes=self._publishes,
@@ -172,6 +157,7 @@ class Client:
             auth=self._auth,
             sender=self._sender,
             requests=self._requests,
+            ephemeral=self._ephemeral,
         )
         self._connections = 0
         self._runner: asyncio.Task[None] | None = None
@@ -274,7 +260,17 @@ class Client:
 
     # -- publishing -------------------------------------------------------------------
 
-    async def publish(self, room: str, data: Data, *, id: str | None = None) -> Ack:
+    @overload
+    async def publish(
+        self, room: str, data: Data, *, id: str | None = None, ephemeral: Literal[False] = False
+    ) -> Ack: ...
+    @overload
+    async def publish(
+        self, room: str, data: Data, *, id: str | None = None, ephemeral: Literal[True]
+    ) -> EphemeralAck: ...
+    async def publish(
+        self, room: str, data: Data, *, id: str | None = None, ephemeral: bool = False
+    ) -> Ack | EphemeralAck:
         """Publish ``data`` (any JSON value, or bytes sent as a binary frame) and return
         the hub's ack.
 
@@ -283,6 +279,12 @@ class Client:
         ``publish_timeout_s``, until acked: the hub stores it once. Raises Rejected for
         a refusal a retry cannot fix, TypeError for data that is not JSON-serialisable.
         Cancel (e.g. with ``asyncio.timeout``) to stop retrying.
+
+        ``ephemeral=True`` (typing indicators, cursors): not stored, no offset, for the
+        room's current subscribers only; returns an EphemeralAck. Sent once, on the open
+        connection, never again: raises Dropped when none is open or it ends (or stays
+        silent for ``publish_timeout_s``) before the hub answers, Rejected for any
+        refusal (``rate_limited`` included).
         """
         self._check_usable()
         check_room(room, client_managed=True)
@@ -290,18 +292,17 @@ class Client:
         if not msg_id or len(msg_id) > MAX_ID_CHARS:
             raise ValueError(f"a publish id must be 1-{MAX_ID_CHARS} characters")
         pending = self._publishes.get(msg_id)
-        if pending is not None and pending.room != room:
-            raise ValueError(f"publish id {msg_id!r} is already in flight for {pending.room!r}")
+        if (pending is not None and (ephemeral or pending.room != room)) or (
+            msg_id in self._ephemeral
+        ):
+            raise ValueError(f"publish id {msg_id!r} is already in flight")
+        if ephemeral:
+            once = encode_publish(room, data, msg_id, True, self.max_message_bytes)
+            return await self._ephemeral.send(
+                self._sender.link, room, msg_id, once, self.publish_timeout_s
+            )
         if pending is None:
-            frame, is_text = wire.encode_publish(room, data, msg_id)
-            if len(frame) > self.max_message_bytes:
-                raise Rejected(
-                    str(ErrorCode.BAD_FRAME),
-                    f"publish of {len(frame)} bytes exceeds max_message_bytes"
-                    f" ({self.max_message_bytes})",
-                    room=room,
-                    id=msg_id,
-                )
+            frame, is_text = encode_publish(room, data, msg_id, False, self.max_message_bytes)
             future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
             pending = PendingPublish(msg_id, room, frame, is_text, future)
             self._publishes.add(pending)
@@ -465,6 +466,7 @@ class Client:
         finally:
             self._sender.link = None
             self._subs.new_connection()
+            self._ephemeral.connection_ended(link.number)
         return code, link.drop_reason or reason, link.number
 
     # -- state ----------------------------------------------------------------------------
@@ -480,6 +482,7 @@ class Client:
         self._state = state
         self._failure = error
         self._publishes.fail_all(error)
+        self._ephemeral.fail_all(error)
         self._requests.fail_all(error)
         self._subs.fail_waiters(error)
         self._auth.fail_all(error)

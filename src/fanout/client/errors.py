@@ -3,6 +3,7 @@
 FanoutError
  +-- ClientError          base of everything ``fanout.client`` raises on purpose
       +-- Rejected        the hub (or the same rule checked locally) refused a request
+      +-- Dropped         an ephemeral publish not known to be passed on; never re-sent
       +-- Unreachable     no connection after ``max_attempts`` attempts; the client stopped
       +-- Refused         the hub turned this client away for good; the client stopped
       |    +-- Kicked     the hub disconnected this client on purpose (close 4003)
@@ -37,6 +38,19 @@ class Rejected(ClientError):
         where = f" (room {room!r})" if room is not None else ""
         super().__init__(f"{code}: {reason}{where}")
         self.code = code
+        self.reason = reason
+        self.room = room
+        self.id = id
+
+
+class Dropped(ClientError):
+    """An ephemeral publish that was not sent, or whose connection ended (or stayed
+    silent) before the hub's answer. Ephemeral publishes are never sent again: by the
+    next connection the news (``typing...``) would be stale. It may have reached the
+    room's subscribers when the connection ended after sending it."""
+
+    def __init__(self, reason: str, *, room: str, id: str) -> None:
+        super().__init__(f"ephemeral publish {id!r} to {room!r} dropped: {reason}")
         self.reason = reason
         self.room = room
         self.id = id

@@ -6,6 +6,7 @@ Every event is a frozen dataclass; match on the type::
     async for event in client.events():
         match event:
             case Message(room=room, offset=offset, data=data): ...
+            case Ephemeral(room=room, data=data): ...  # typing..., never replayed
             case Gap() | Subscribed(recovered=False): ...  # history is incomplete
 """
 
@@ -25,6 +26,16 @@ class Message:
     room: str
     epoch: str
     offset: int
+    data: Data
+
+
+@dataclass(frozen=True, slots=True)
+class Ephemeral:
+    """An ephemeral message of ``room`` (typing indicators, cursors): not stored, no
+    epoch nor offset. Only the room's subscribers of that moment get it; it is never
+    replayed, and it counts in no position, gap or duplicate."""
+
+    room: str
     data: Data
 
 
@@ -139,6 +150,7 @@ class ConnectFailed:
 
 Event = (
     Message
+    | Ephemeral
     | Gap
     | Subscribed
     | SubscribeFailed
@@ -160,6 +172,15 @@ class Ack:
     room: str
     epoch: str
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class EphemeralAck:
+    """The hub passed ephemeral publish ``id`` on to ``room``'s current subscribers
+    (nothing stored, so no epoch nor offset)."""
+
+    id: str
+    room: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from fanout.client import wire
 from fanout.client.errors import Rejected
-from fanout.client.events import Ack
+from fanout.client.events import Ack, Data
+from fanout.protocol.codes import ErrorCode
 
 
 @dataclass(eq=False, slots=True)
@@ -83,3 +85,15 @@ class PendingPublishes:
                 "too_big", reason or "message too big", room=pending.room, id=pending.id
             )
             self.fail(pending, error)
+
+
+def encode_publish(
+    room: str, data: Data, msg_id: str, ephemeral: bool, max_bytes: int
+) -> tuple[bytes, bool]:
+    """The frame of a publish and whether it is text; Rejected when it is larger than
+    ``max_bytes``, TypeError for data that is not JSON-serialisable."""
+    frame, is_text = wire.encode_publish(room, data, msg_id, ephemeral=ephemeral)
+    if len(frame) > max_bytes:
+        reason = f"publish of {len(frame)} bytes exceeds max_message_bytes ({max_bytes})"
+        raise Rejected(str(ErrorCode.BAD_FRAME), reason, room=room, id=msg_id)
+    return frame, is_text

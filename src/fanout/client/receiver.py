@@ -10,9 +10,12 @@ import logging
 
 from fanout.client import wire
 from fanout.client.auth import TokenKeeper
+from fanout.client.ephemeral import EphemeralSends
 from fanout.client.errors import RETRYABLE_CODES, Rejected
 from fanout.client.events import (
     Ack,
+    Ephemeral,
+    EphemeralAck,
     Event,
     Gap,
     Joined,
@@ -40,8 +43,10 @@ class Receiver:
         auth: TokenKeeper,
         sender: Sender,
         requests: PendingRequests,
+        ephemeral: EphemeralSends | None = None,
     ) -> None:
         self._subs = subs
+        self._ephemeral = EphemeralSends() if ephemeral is None else ephemeral
         self._rooms = subs.tracker
         self._publishes = publishes
         self._requests = requests
@@ -60,6 +65,9 @@ class Receiver:
             return []
         if isinstance(frame, Message):
             return self._rooms.message(frame)
+        if isinstance(frame, Ephemeral):
+            # Outside the offsets: no position, gap or duplicate to check.
+            return [frame] if frame.room in self._subs else []
         if isinstance(frame, Subscribed):
             self._subs.personal(frame)
             events = self._rooms.subscribed(frame)
@@ -76,6 +84,9 @@ class Receiver:
             return self._rooms.gap(frame)
         if isinstance(frame, Ack):
             self._publishes.resolve(frame)
+            return []
+        if isinstance(frame, EphemeralAck):
+            self._ephemeral.acked(frame)
             return []
         if isinstance(frame, wire.Authorized):
             self._auth.authorized(frame)
@@ -95,7 +106,11 @@ class Receiver:
         return [frame]
 
     def _error(self, frame: wire.ErrorReply) -> list[Event]:
-        if self._auth.refused(frame) or self._requests.refused(frame):
+        if (
+            self._auth.refused(frame)
+            or self._requests.refused(frame)
+            or self._ephemeral.refused(frame)
+        ):
             return []
         if frame.id is not None:
             pending = self._publishes.get(frame.id)

@@ -15,6 +15,8 @@ from fanout.client.events import (
     Ack,
     Data,
     Direct,
+    Ephemeral,
+    EphemeralAck,
     Gap,
     History,
     Joined,
@@ -63,12 +65,14 @@ class Reply:
 
 ServerFrame = (
     Message
+    | Ephemeral
     | Gap
     | Subscribed
     | Unsubscribed
     | Joined
     | Left
     | Ack
+    | EphemeralAck
     | ErrorReply
     | Authorized
     | Reply
@@ -115,16 +119,21 @@ def encode_history(room: str, frame_id: str, limit: int, since: int | None) -> b
     return orjson.dumps(frame)
 
 
-def encode_publish(room: str, data: Data, msg_id: str) -> tuple[bytes, bool]:
+def encode_publish(
+    room: str, data: Data, msg_id: str, *, ephemeral: bool = False
+) -> tuple[bytes, bool]:
     """The publish frame and whether it is text. Bytes go out as a binary frame:
-    4-byte big-endian header length, JSON header, raw payload.
+    4-byte big-endian header length, JSON header, raw payload. ``ephemeral``: not
+    stored, for the room's current subscribers only (the flag rides in the header).
 
     Raises TypeError when ``data`` is neither bytes nor JSON-serialisable.
     """
+    header: dict[str, Any] = {"type": "publish", "room": room, "id": msg_id}
+    if ephemeral:
+        header["ephemeral"] = True
     if isinstance(data, bytes | bytearray | memoryview):
-        header = {"type": "publish", "room": room, "id": msg_id}
         return binary_envelope(header, bytes(data)), False
-    return orjson.dumps({"type": "publish", "room": room, "id": msg_id, "data": data}), True
+    return orjson.dumps({**header, "data": data}), True
 
 
 def decode(raw: str | bytes) -> ServerFrame:
@@ -145,6 +154,8 @@ def decode(raw: str | bytes) -> ServerFrame:
     if kind == "message":
         if "data" not in obj:
             raise MalformedFrame("message without data")
+        if obj.get("ephemeral") is True:  # not stored: no epoch, no offset
+            return Ephemeral(_str(obj, "room"), obj["data"])
         return Message(_str(obj, "room"), _str(obj, "epoch"), _int(obj, "offset"), obj["data"])
     if kind == "subscribed":
         recovered = obj.get("recovered")
@@ -154,6 +165,8 @@ def decode(raw: str | bytes) -> ServerFrame:
             _str(obj, "room"), _str(obj, "epoch"), _int(obj, "offset"), recovered=recovered
         )
     if kind == "ack":
+        if obj.get("ephemeral") is True:
+            return EphemeralAck(_str(obj, "id"), _str(obj, "room"))
         return Ack(_str(obj, "id"), _str(obj, "room"), _str(obj, "epoch"), _int(obj, "offset"))
     if kind == "gap":
         return Gap(_str(obj, "room"), _str(obj, "epoch"), _int(obj, "from"), _int(obj, "to"))
