@@ -134,7 +134,7 @@ test("a kicked client stops with the server's reason and does not reconnect", as
 });
 
 test("presence lists each connection, counts users once, and join/leave reach the room", async (t) => {
-  const running = await hub(t, ["--join-leave-rooms", "chat\\.live.*", "--presence-off-rooms", "chat\\.secret.*"], HUB);
+  const running = await hub(t, ["--room-options", "chat.live*:join_leave=on;chat.secret*:presence=off"], HUB);
   const alice = client(t, running.ws, { token: tokenOf("alice") });
   const bob = client(t, running.ws, { token: tokenOf("bob") });
   const live = alice.room("chat.live");
