@@ -10,6 +10,8 @@
  *   duplicates, and says what it could not get: `gap` and `reset` (a new epoch) events.
  * - Publishes carry an `id` and are re-sent with it after a reconnect or a retryable
  *   error until the hub acks them: the hub stores each id once.
+ * - Ephemeral publishes (typing, cursors) are not stored and take no offset: sent once,
+ *   never re-sent; received as the room's `ephemeral` event, outside offsets.
  * - Binary payloads (Uint8Array, ArrayBuffer, Blob) travel in the binary envelope:
  *   4-byte big-endian header length, JSON header, raw bytes.
  * - The personal room (`@<user>`), which the hub subscribes every connection of a user
@@ -156,6 +158,8 @@ export class FanoutClient extends Emitter {
   #unanswered = [];
   /** id -> unacked publish, in publish order */
   #pending = new Map();
+  /** id -> unanswered ephemeral publish (never re-sent) */
+  #ephemeral = new Map();
   /** id -> unanswered token refresh */
   #refreshes = new Map();
   /** id -> unanswered presence, presence_stats or history request */
@@ -277,7 +281,10 @@ export class FanoutClient extends Emitter {
   /**
    * Subscribe to `room`; resolves with the hub's confirmation. The room is resumed after
    * every reconnect. `history`: on the first subscribe, also deliver up to this many
-   * earlier messages. `since`: start after this {epoch, offset} (e.g. saved earlier).
+   * earlier messages (1-1000): they are read with one `history` request, then the room
+   * is subscribed from that answer's latest offset, so nothing comes twice and nothing
+   * published in between is skipped. `since`: start after this {epoch, offset} (e.g.
+   * saved earlier; `history` is then ignored).
    */
   subscribe(room, { history = 0, since } = {}) {
     const check = this.#usable(room) ?? serverManaged(room);
@@ -290,7 +297,8 @@ export class FanoutClient extends Emitter {
         name: room,
         epoch: start ? since.epoch : null,
         offset: start ? since.offset : 0,
-        history: Math.max(0, Math.floor(history)),
+        history: start ? 0 : Math.min(1000, Math.max(0, Math.floor(history) || 0)),
+        asking: null, // the history request out before the first subscribe
         sentOn: 0,
         awaiting: false, // a subscribe is out on this connection, unanswered
         confirmed: null, // the `subscribed` event of this connection
@@ -301,7 +309,8 @@ export class FanoutClient extends Emitter {
         waiters: [],
       };
       this.#subs.set(room, sub);
-      if (this.#isOpen()) this.#sendSubscribe(sub, this.position(room), "join");
+      if (sub.history > 0) this.#askHistory(sub);
+      else if (this.#isOpen()) this.#sendSubscribe(sub, this.position(room), "join");
     }
     const waiting = new Promise((resolve, reject) => sub.waiters.push({ resolve, reject }));
     return handled(waiting);
@@ -315,6 +324,7 @@ export class FanoutClient extends Emitter {
     if (!sub) return;
     this.#subs.delete(room);
     clearTimeout(sub.timer);
+    if (sub.asking) this.#settleRequest(sub.asking, null, null);
     settle(sub.waiters, new FanoutError("unsubscribed", "unsubscribed while subscribing", { room }));
     if (this.#isOpen() && sub.sentOn === this.#connection) {
       this.#send(JSON.stringify({ type: "unsubscribe", room }));
@@ -328,8 +338,15 @@ export class FanoutClient extends Emitter {
    * sent as a binary frame. Resolves with the ack ({id, room, epoch, offset}); rejects
    * with a FanoutError when the hub refuses it for good. Re-sent with the same `id`
    * (generated if not given) until answered, so it is stored once.
+   *
+   * `ephemeral: true` (typing indicators, cursors): not stored, no offset, delivered
+   * only to the room's subscribers of the moment (their `ephemeral` event). Resolves
+   * with {id, room, ephemeral: true} once the hub passed it on. Sent once, on the open
+   * connection, and never again: it rejects with code `dropped` when no connection is
+   * open, or the connection ends (or stays silent for `publishTimeoutMs`) before the
+   * answer, and with the hub's code for any refusal (`rate_limited` included).
    */
-  publish(room, data, { id } = {}) {
+  publish(room, data, { id, ephemeral = false } = {}) {
     const check = this.#usable(room) ?? serverManaged(room);
     if (check) return handled(Promise.reject(check));
     const msgId = id ?? newId();
@@ -337,13 +354,13 @@ export class FanoutClient extends Emitter {
       return handled(Promise.reject(new RangeError(`a publish id must be 1-${MAX_ID} characters`)));
     }
     const existing = this.#pending.get(msgId);
-    if (existing) {
-      if (existing.room === room) return existing.promise;
-      return handled(Promise.reject(new RangeError(`publish id ${msgId} is in flight for another room`)));
+    if (existing || this.#ephemeral.has(msgId)) {
+      if (existing && existing.room === room && !ephemeral) return existing.promise;
+      return handled(Promise.reject(new RangeError(`publish id ${msgId} is already in flight`)));
     }
     let frame;
     try {
-      frame = encodePublish(room, data, msgId);
+      frame = encodePublish(room, data, msgId, ephemeral === true);
     } catch (err) {
       return handled(Promise.reject(err));
     }
@@ -352,6 +369,7 @@ export class FanoutClient extends Emitter {
       const reason = `publish of ${size} bytes exceeds maxMessageBytes (${this.#maxMessageBytes})`;
       return handled(Promise.reject(new FanoutError("too_big", reason, { room, id: msgId })));
     }
+    if (ephemeral === true) return this.#publishEphemeral(room, msgId, frame);
     const p = { id: msgId, room, frame, sentOn: 0, errors: 0, timer: null };
     p.promise = handled(
       new Promise((resolve, reject) => {
@@ -362,6 +380,32 @@ export class FanoutClient extends Emitter {
     this.#pending.set(msgId, p);
     if (this.#isOpen()) this.#sendPublish(p);
     return p.promise;
+  }
+
+  #publishEphemeral(room, id, frame) {
+    const dropped = (reason) => new FanoutError("dropped", reason, { room, id });
+    if (!this.#isOpen()) {
+      return handled(Promise.reject(dropped("no open connection (not kept for the next one)")));
+    }
+    const e = { id, room, connection: this.#connection };
+    const promise = new Promise((resolve, reject) => {
+      e.resolve = resolve;
+      e.reject = reject;
+    });
+    if (!this.#send(frame)) return handled(Promise.reject(dropped("the connection closed before it was sent")));
+    e.timer = setTimeout(() => {
+      this.#ephemeral.delete(id);
+      e.reject(dropped(`no answer within ${this.#publishTimeoutMs} ms`));
+    }, this.#publishTimeoutMs);
+    this.#ephemeral.set(id, e);
+    return handled(promise);
+  }
+
+  #settleEphemeral(e, error, value) {
+    clearTimeout(e.timer);
+    this.#ephemeral.delete(e.id);
+    if (error) e.reject(error);
+    else e.resolve(value);
   }
 
   // -- presence and history -----------------------------------------------------------
@@ -400,19 +444,70 @@ export class FanoutClient extends Emitter {
   #ask(type, room, fields, timeoutMs = this.#requestTimeoutMs) {
     const check = this.#usable(room);
     if (check) return handled(Promise.reject(check));
+    return handled(new Promise((resolve, reject) => this.#request(type, room, fields, timeoutMs, resolve, reject)));
+  }
+
+  /** Send a request answered by id (now, or on the next connection); returns its record. */
+  #request(type, room, fields, timeoutMs, resolve, reject) {
     const id = newId(`${type}-`);
-    const r = { id, type, room, frame: JSON.stringify({ type, room, ...fields, id }), sentOn: 0 };
-    const promise = new Promise((resolve, reject) => {
-      r.resolve = resolve;
-      r.reject = reject;
-    });
+    const r = { id, type, room, frame: JSON.stringify({ type, room, ...fields, id }), sentOn: 0, resolve, reject };
     r.timer = setTimeout(() => {
       this.#requests.delete(id);
       r.reject(new FanoutError("timeout", `no answer to ${type} within ${timeoutMs} ms`, { room, id }));
     }, timeoutMs);
     this.#requests.set(id, r);
     if (this.#isOpen()) this.#sendRequest(r);
-    return handled(promise);
+    return r;
+  }
+
+  /**
+   * Join with history: read the last `sub.history` messages with a `history` request,
+   * deliver them, then subscribe from that answer's {epoch, latest}. The subscribe waits
+   * for the answer (the request itself is re-sent after a reconnect).
+   */
+  #askHistory(sub) {
+    sub.asking = this.#request(
+      "history",
+      sub.name,
+      { limit: sub.history },
+      this.#requestTimeoutMs,
+      (answer) => this.#historyAnswered(sub, answer),
+      () => this.#historyFailed(sub),
+    );
+  }
+
+  #historyAnswered(sub, h) {
+    if (h === null || sub.asking === null || this.#subs.get(sub.name) !== sub) return;
+    sub.asking = null;
+    const wanted = sub.history;
+    sub.history = 0;
+    sub.epoch = h.epoch;
+    sub.offset = 0;
+    const room = this.room(sub.name);
+    // Earlier offsets asked for but no longer kept: said like a history `gap`.
+    const from = Math.max(1, h.latest - wanted + 1);
+    const first = h.messages.length > 0 ? h.messages[0].offset : h.latest + 1;
+    if (first > from) {
+      sub.offset = first - 1;
+      this.#gap(sub, from, first - 1, true);
+    }
+    for (const m of h.messages) {
+      if (this.#subs.get(sub.name) !== sub) return; // a listener unsubscribed
+      sub.offset = m.offset;
+      room[EMIT]("message", m);
+    }
+    if (this.#subs.get(sub.name) !== sub) return;
+    sub.offset = h.latest;
+    if (this.#isOpen()) this.#sendSubscribe(sub, { epoch: h.epoch, offset: h.latest }, "resume");
+  }
+
+  #historyFailed(sub) {
+    if (sub.asking === null || this.#subs.get(sub.name) !== sub || this.#state === "closed") return;
+    sub.asking = null;
+    // A hub without history requests (unknown_type), a refusal, no answer in time:
+    // subscribe, and read the history by subscribing again from latest - N. A refusal
+    // of the room itself is the subscribe's to report.
+    if (this.#isOpen()) this.#sendSubscribe(sub, null, "join");
   }
 
   #settleRequest(r, error, value) {
@@ -508,7 +603,8 @@ export class FanoutClient extends Emitter {
     for (const r of this.#refreshes.values()) this.#sendRefresh(r);
     for (const sub of this.#subs.values()) {
       sub.confirmed = null;
-      if (sub.personal) continue;
+      // The personal room is the hub's to subscribe; a history join waits for its answer.
+      if (sub.personal || sub.asking) continue;
       const since = this.position(sub.name);
       this.#sendSubscribe(sub, since, since ? "resume" : "join");
     }
@@ -524,6 +620,14 @@ export class FanoutClient extends Emitter {
     for (const sub of this.#subs.values()) {
       sub.awaiting = false;
       sub.confirmed = null;
+    }
+    for (const e of [...this.#ephemeral.values()]) {
+      if (e.connection === connection) {
+        const error = link.opened && code === TOO_BIG
+          ? new FanoutError("too_big", reason || "message too big", e)
+          : new FanoutError("dropped", "the connection ended before the hub answered (not sent again)", e);
+        this.#settleEphemeral(e, error);
+      }
     }
     if (link.opened && code === TOO_BIG) {
       // The hub does not say which frame was too big; sending it again would close the
@@ -607,6 +711,7 @@ export class FanoutClient extends Emitter {
     }
     const error = new FanoutError(code, info.reason);
     for (const p of [...this.#pending.values()]) this.#failPublish(p, error);
+    for (const e of [...this.#ephemeral.values()]) this.#settleEphemeral(e, error);
     for (const sub of this.#subs.values()) {
       clearTimeout(sub.timer);
       settle(sub.waiters, error);
@@ -725,7 +830,7 @@ export class FanoutClient extends Emitter {
     }
     switch (frame.type) {
       case "message":
-        return this.#onMessage(frame);
+        return frame.ephemeral === true ? this.#onEphemeral(frame) : this.#onMessage(frame);
       case "subscribed":
         return this.#onSubscribed(frame);
       case "gap":
@@ -908,6 +1013,12 @@ export class FanoutClient extends Emitter {
     });
   }
 
+  /** Not stored, no epoch nor offset: outside positions, gaps and duplicates. */
+  #onEphemeral(f) {
+    if (!this.#subs.has(f.room)) return;
+    this.room(f.room)[EMIT]("ephemeral", { room: f.room, data: f.data });
+  }
+
   #onGap(f) {
     const sub = this.#subs.get(f.room);
     if (!sub || sub.awaiting || f.epoch !== sub.epoch || f.to <= sub.offset) return;
@@ -925,6 +1036,11 @@ export class FanoutClient extends Emitter {
   }
 
   #onAck(f) {
+    if (f.ephemeral === true) {
+      const e = this.#ephemeral.get(f.id);
+      if (e && e.room === f.room) this.#settleEphemeral(e, null, { id: f.id, room: f.room, ephemeral: true });
+      return;
+    }
     const p = this.#pending.get(f.id);
     if (!p || p.room !== f.room) return; // a late answer to a publish already settled
     clearTimeout(p.timer);
@@ -959,6 +1075,8 @@ export class FanoutClient extends Emitter {
       }
       const q = this.#requests.get(f.id);
       if (q) return this.#settleRequest(q, new FanoutError(f.code, f.reason, q));
+      const e = this.#ephemeral.get(f.id);
+      if (e) return this.#settleEphemeral(e, new FanoutError(f.code, f.reason, e));
       return this[EMIT]("error", { ...error, id: f.id });
     }
     // An unsubscribe that crossed a subscribe the hub had refused.
@@ -984,13 +1102,14 @@ export class FanoutClient extends Emitter {
 // -- frames ------------------------------------------------------------------------------
 
 /** The frame of a publish: a JSON string, or a binary envelope for bytes. */
-function encodePublish(room, data, id) {
+function encodePublish(room, data, id, ephemeral) {
+  const head = ephemeral ? { type: "publish", room, id, ephemeral: true } : { type: "publish", room, id };
   const bytes = asBytes(data);
   if (bytes === null) {
     if (data === undefined) throw new TypeError("publish needs data (null is a value)");
-    return JSON.stringify({ type: "publish", room, data, id });
+    return JSON.stringify({ ...head, data });
   }
-  const header = encoder.encode(JSON.stringify({ type: "publish", room, id }));
+  const header = encoder.encode(JSON.stringify(head));
   const length = new Uint8Array(4);
   new DataView(length.buffer).setUint32(0, header.length);
   if (typeof Blob === "function" && bytes instanceof Blob) {
@@ -1041,7 +1160,8 @@ function decodeFrame(raw) {
   }
   const type = frame.type;
   if (typeof type !== "string") throw new Malformed("no string 'type'");
-  const need = FIELDS[type];
+  // Ephemeral messages and their acks carry no epoch nor offset.
+  const need = frame.ephemeral === true && EPHEMERAL[type] ? EPHEMERAL[type] : FIELDS[type];
   if (need) {
     const id = typeof frame.id === "string" ? frame.id : undefined;
     for (const [field, ok] of Object.entries(need)) {
@@ -1120,6 +1240,11 @@ const FIELDS = {
     first_kept: isCount,
     messages: Array.isArray,
   },
+};
+
+const EPHEMERAL = {
+  message: { room: isString },
+  ack: { id: isString, room: isString },
 };
 
 // -- helpers -----------------------------------------------------------------------------

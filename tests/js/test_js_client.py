@@ -60,6 +60,8 @@ def test_the_node_tests_are_found() -> None:
         "hostile.test.js",
         "users.test.js",
         "users-hub.test.js",
+        "ephemeral.test.js",
+        "history-join.test.js",
     } <= set(NODE_TESTS)
 
 
