@@ -22,6 +22,14 @@ export interface Ack {
   offset: number;
 }
 
+/** The hub passed an ephemeral publish on to the room's current subscribers: nothing
+ * stored, so no epoch nor offset. */
+export interface EphemeralAck {
+  id: string;
+  room: string;
+  ephemeral: true;
+}
+
 /** The hub confirmed a subscription (once per connection). */
 export interface SubscribedEvent {
   room: string;
@@ -39,14 +47,23 @@ export interface MessageEvent {
   data: MessageData;
 }
 
+/** An ephemeral message (typing indicators, cursors): not stored, no epoch nor offset.
+ * Only the room's subscribers of that moment get it; never replayed, and not counted in
+ * positions, gaps or duplicates. */
+export interface EphemeralEvent {
+  room: string;
+  data: MessageData;
+}
+
 /** Offsets `from`..`to` (inclusive) of `epoch` will never be delivered. */
 export interface GapEvent {
   room: string;
   epoch: string;
   from: number;
   to: number;
-  /** True when the hole is in the earlier messages asked for with `history`, not in
-   * messages published while this client followed the room. */
+  /** True when the hole is in the earlier messages asked for with `history` on joining
+   * (the hub no longer keeps them), not in messages published while this client
+   * followed the room. */
   history: boolean;
 }
 
@@ -137,6 +154,7 @@ export interface MemberEvent {
 export interface RoomEvents {
   subscribed: SubscribedEvent;
   message: MessageEvent;
+  ephemeral: EphemeralEvent;
   gap: GapEvent;
   reset: ResetEvent;
   /** The hub refused the subscribe for good; the room is forgotten. */
@@ -174,7 +192,10 @@ declare class Emitter<Events> {
 }
 
 export interface SubscribeOptions {
-  /** On the first subscribe, also deliver up to this many earlier messages. */
+  /** On the first subscribe, also deliver up to this many (1-1000) earlier messages:
+   * read with one `history` request, then the room is subscribed from that answer's
+   * latest offset, so none comes twice and none published in between is skipped.
+   * Ignored with `since`. */
   history?: number;
   /** Start after this position (e.g. saved from an earlier session). */
   since?: Position;
@@ -183,6 +204,15 @@ export interface SubscribeOptions {
 export interface PublishOptions {
   /** 1-128 characters; generated when absent. Reuse it to retry the same publish. */
   id?: string;
+  /** Not stored, no offset, for the room's current subscribers only (their `ephemeral`
+   * event). Sent once and never re-sent: rejects with `dropped` when no connection is
+   * open, or it ends (or stays silent for `publishTimeoutMs`) before the hub answers,
+   * and with the hub's code for any refusal (`rate_limited` included). */
+  ephemeral?: boolean;
+}
+
+export interface EphemeralPublishOptions extends PublishOptions {
+  ephemeral: true;
 }
 
 export interface RequestOptions {
@@ -272,7 +302,8 @@ export class FanoutError extends Error {
   constructor(code: string, reason: string, where?: { room?: string; id?: string });
   /** The hub's error code (`forbidden`, `bad_room`...) or the client's: `too_big`,
    * `refused`, `kicked`, `closed`, `unsubscribed`, `timeout` (a request unanswered),
-   * `malformed_frame` (an answer that does not read). */
+   * `malformed_frame` (an answer that does not read), `dropped` (an ephemeral publish
+   * not known to be passed on; never re-sent). */
   readonly code: string;
   readonly reason: string;
   readonly room?: string;
@@ -285,7 +316,8 @@ export class Room extends Emitter<RoomEvents> {
   readonly position: Position | null;
   subscribe(options?: SubscribeOptions): Promise<SubscribedEvent>;
   unsubscribe(): void;
-  publish(data: PublishData, options?: PublishOptions): Promise<Ack>;
+  publish(data: PublishData, options: EphemeralPublishOptions): Promise<EphemeralAck>;
+  publish(data: PublishData, options?: PublishOptions & { ephemeral?: false }): Promise<Ack>;
   presence(options?: RequestOptions): Promise<Presence>;
   presenceStats(options?: RequestOptions): Promise<PresenceStats>;
   history(options?: HistoryOptions): Promise<History>;
@@ -315,8 +347,11 @@ export class FanoutClient extends Emitter<ClientEvents> {
   /** Throws a FanoutError `forbidden` for an `@` room. */
   unsubscribe(room: string): void;
   /** Resolves with the ack; re-sent with the same id until the hub answers; rejects
-   * with a FanoutError the hub's refusal (or `too_big`, `closed`, `refused`). */
-  publish(room: string, data: PublishData, options?: PublishOptions): Promise<Ack>;
+   * with a FanoutError the hub's refusal (or `too_big`, `closed`, `refused`).
+   * With `ephemeral: true`: sent once, resolves with an EphemeralAck, or rejects with
+   * the hub's refusal or `dropped`. */
+  publish(room: string, data: PublishData, options: EphemeralPublishOptions): Promise<EphemeralAck>;
+  publish(room: string, data: PublishData, options?: PublishOptions & { ephemeral?: false }): Promise<Ack>;
   /** Who is in `room` now; rejects with the hub's refusal (`forbidden`: not granted or
    * presence off for the room; `bad_room`; `unavailable`: try later), `timeout`,
    * `malformed_frame`. */
