@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 import struct
@@ -368,3 +369,51 @@ async def test_an_image_over_the_servers_limit_fails_once_and_the_chat_goes_on(
         assert await texts(alice) == ["still here"]
         assert await alice.evaluate("() => window.fanoutChat.pending") == 0
         await expect(error).to_have_count(1)
+
+
+async def test_joining_shows_the_last_50_of_60_from_one_history_request_then_live_ones(
+    browser: Browser,
+) -> None:
+    async with running_hub() as server:
+        chat = [{"kind": "chat", "name": "py", "text": f"m{i}"} for i in range(1, 61)]
+        await publish_from_python(server.ws, "t9", chat)
+        replayed_before = server.hub.counters["replayed"]
+        context = await browser.new_context()
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        sent: list[dict[str, Any]] = []
+
+        def record_sent(payload: str | bytes) -> None:
+            if isinstance(payload, str):
+                sent.append(json.loads(payload))
+
+        page.on("websocket", lambda ws: ws.on("framesent", record_sent))
+        await page.goto(f"{server.url}/?room=t9&name=alice")
+        await expect(status(page)).to_have_attribute("data-state", "connected")
+
+        await expect(messages(page)).to_have_count(50)
+        assert await offsets(page) == list(range(11, 61))
+        assert await texts(page) == [f"m{i}" for i in range(11, 61)]
+        await publish_from_python(server.ws, "t9", [{"kind": "chat", "name": "py", "text": "m61"}])
+        await expect(messages(page)).to_have_count(51)
+        await send_text(page, "m62")
+        await expect(messages(page)).to_have_count(52)
+        await expect_no_pending(page)
+        assert await offsets(page) == list(range(11, 63))
+        assert await texts(page) == [f"m{i}" for i in range(11, 63)]
+
+        # One history request, then one subscribe from its latest: nothing replayed.
+        epoch = await page.evaluate("() => window.fanoutChat.room.epoch")
+        asked = [(f["type"], f["room"], f.get("limit"), f.get("since")) for f in sent]
+        assert [a for a in asked if a[0] in ("history", "subscribe")] == [
+            ("history", "t9", 50, None),
+            ("subscribe", "t9", None, {"epoch": epoch, "offset": 60}),
+        ]
+        assert server.hub.counters["replayed"] == replayed_before
+        stats = await page.evaluate("() => ({...window.fanoutChat.stats})")
+        assert (stats["duplicates"], stats["gaps"]) == (0, 0)
+        await expect(notices(page, "gap")).to_have_count(0)
+        assert errors == []
+        await context.close()
