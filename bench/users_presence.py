@@ -799,7 +799,12 @@ def section(report: dict[str, Any]) -> str:
         f" {report['redis']}; the two nodes, Redis and the clients share the cores; other"
         f" processes used {report['other_cores']:.2f} cores on average during the run"
         f" ({report['other_cores_before']:.2f} just before it); {report['seconds']:.0f} s"
-        " in all",
+        " in all"
+        + (
+            f" (**disturbed**: more than {OTHER_LOAD_FLAG} cores of other load)"
+            if report["other_cores"] > OTHER_LOAD_FLAG
+            else ""
+        ),
         f"- Commit: `{(code['commit'] or 'unknown')[:12]}`{code['note'] or ''}",
         f"- Raw numbers: `{report['json']}`",
     ]
