@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fanout.core.broker import Broker
+from fanout.core.control import ControlEvent, ControlKind
 from tests.brokers.conftest import BrokerFactory, Recorder
 
 Started = tuple[Broker, Recorder]
@@ -102,3 +105,45 @@ async def test_binary_and_json_payloads_come_back_unchanged(started: Started) ->
 async def test_a_healthy_broker_reports_no_problem(started: Started) -> None:
     broker, _ = started
     assert await broker.health() is None
+
+
+async def test_history_reads_at_most_limit_messages_from_the_first_after(started: Started) -> None:
+    broker, _ = started
+    for n in range(1, 5):
+        await broker.publish("r", n)
+    history = await broker.history("r", 1, limit=2)
+    assert [m.offset for m in history.messages] == [2, 3]
+    assert history.latest == 4
+
+
+async def test_a_room_keeps_at_most_its_own_history_size(started: Started) -> None:
+    broker, _ = started
+    for n in range(1, 5):
+        await broker.publish("r", n, keep=2)
+    history = await broker.history("r", 0)
+    assert [m.offset for m in history.messages] == [3, 4]
+
+
+async def test_an_ephemeral_message_reaches_the_listener_and_is_not_kept(
+    started: Started,
+) -> None:
+    broker, recorder = started
+    await broker.attach("r")
+    await broker.publish_ephemeral("r", {"typing": True})
+    for _ in range(500):
+        if recorder.ephemeral:
+            break
+        await asyncio.sleep(0.01)
+    assert recorder.ephemeral == [("r", {"typing": True})]
+    assert (await broker.history("r", 0)).latest == 0
+
+
+async def test_a_control_event_reaches_the_listener(started: Started) -> None:
+    broker, recorder = started
+    event = ControlEvent(ControlKind.DISCONNECT, user="alice", reason="bye")
+    await broker.control(event)
+    for _ in range(500):
+        if recorder.controls:
+            break
+        await asyncio.sleep(0.01)
+    assert recorder.controls == [event]

@@ -95,14 +95,15 @@ class MemoryBroker:
         if state is not None:
             state.attached = False
 
-    async def history(self, room: str, after: int | None) -> History:
+    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
         state = self._room(room)
         ring = state.ring
         first_kept = ring[0].offset if ring else state.latest + 1
         if after is None:
             return History(state.epoch, state.latest, first_kept, [])
         start = max(after + 1, first_kept) - first_kept
-        messages = [ring[i] for i in range(start, len(ring))] if start < len(ring) else []
+        end = len(ring) if limit is None else min(len(ring), start + limit)
+        messages = [ring[i] for i in range(start, end)] if start < end else []
         return History(state.epoch, state.latest, first_kept, messages)
 
     async def publish(

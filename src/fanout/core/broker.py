@@ -82,8 +82,9 @@ class Broker(Protocol):
         """Deliver to the room's current subscribers on every node, without an offset
         and without storing it (``on_ephemeral``); BrokerError if not sent."""
 
-    async def history(self, room: str, after: int | None) -> History:
-        """Epoch, latest offset, and the retained messages after ``after`` (none if None)."""
+    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
+        """Epoch, latest offset, and the retained messages after ``after`` (none if None),
+        at most ``limit`` of them (the first ones)."""
 
     async def attach(self, room: str) -> None:
         """Start streaming ``room`` to the listener (a local member joined)."""

@@ -322,7 +322,7 @@ class Hub:
         if since is None:
             head = await self._broker_call(self.broker.history(room, None))
             since = max(head.first_kept - 1, head.latest - limit)
-        found = await self._broker_call(self.broker.history(room, since))
+        found = await self._broker_call(self.broker.history(room, since, limit=limit))
         return History(found.epoch, found.latest, found.first_kept, found.messages[:limit])
 
     async def presence_members(self, room: str) -> list[Member]:

@@ -135,17 +135,18 @@ class RedisBroker:
             channel = self._keys(room).channel
             await commands.call("PUBLISH", channel, ephemeral_envelope(data))
 
-    async def history(self, room: str, after: int | None) -> History:
+    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
         async with self._calling("history"):
-            return await self._fetch(room, after)
+            return await self._fetch(room, after, limit)
 
-    async def _fetch(self, room: str, after: int | None) -> History:
+    async def _fetch(self, room: str, after: int | None, limit: int | None = None) -> History:
         """One atomic read of a room's epoch, latest offset and stream after ``after``."""
+        most = self.options.history_max_messages
         args: list[str | int] = [
             new_epoch(),
             self._ttl_ms,
             -1 if after is None else after,
-            self.options.history_max_messages,
+            most if limit is None else min(limit, most),
         ]
         if self._commands is None:
             raise StateError("RedisBroker used before start() or after close()")
