@@ -73,7 +73,7 @@ class Settings:
     room_options: str = _opt(
         "",
         "options per room by pattern, first match wins:"
-        " 'PATTERN:key=value,...;PATTERN:...' with history=N, presence=on|off,"
+        " 'PATTERN:key=value,...;PATTERN:...' with history=N, history_age=SECONDS, presence=on|off,"
         " join_leave=on|off (default off), client_publish=on|off, e.g."
         " 'chat.*:join_leave=on;typing.*:presence=off,history=1'",
     )

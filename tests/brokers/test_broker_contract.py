@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fanout.core.broker import Broker
+from fanout.core.broker import Broker, Retention
 from fanout.core.control import ControlEvent, ControlKind
 from tests.brokers.conftest import BrokerFactory, Recorder
 
@@ -119,7 +119,7 @@ async def test_history_reads_at_most_limit_messages_from_the_first_after(started
 async def test_a_room_keeps_at_most_its_own_history_size(started: Started) -> None:
     broker, _ = started
     for n in range(1, 5):
-        await broker.publish("r", n, keep=2)
+        await broker.publish("r", n, retention=Retention(messages=2))
     history = await broker.history("r", 0)
     assert [m.offset for m in history.messages] == [3, 4]
 
@@ -147,3 +147,18 @@ async def test_a_control_event_reaches_the_listener(started: Started) -> None:
             break
         await asyncio.sleep(0.01)
     assert recorder.controls == [event]
+
+
+async def test_a_room_keeps_no_message_older_than_its_history_age(started: Started) -> None:
+    broker, _ = started
+    young = Retention(age_s=0.3)
+    for n in (1, 2):
+        await broker.publish("r", n, retention=young)
+    await asyncio.sleep(0.4)
+    await broker.publish("r", 3, retention=young)
+    kept = await broker.history("r", 0, retention=young)
+    assert [m.offset for m in kept.messages] == [3]
+    assert kept.first_kept == 3
+    await asyncio.sleep(0.4)
+    gone = await broker.history("r", 0, retention=young)
+    assert (gone.messages, gone.latest, gone.first_kept) == ([], 3, 4)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from fanout.core.broker import Retention
 from fanout.core.room_options import DEFAULT, RoomOptions, RoomRules
 
 
 def test_the_first_matching_pattern_gives_a_rooms_options() -> None:
-    rules = RoomRules("chat.*:join_leave=on;typing.*:presence=off,history=1;*:client_publish=off")
-    assert rules.of("chat.lobby") == RoomOptions(join_leave=True)
+    rules = RoomRules(
+        "chat.*:join_leave=on,history_age=3600;typing.*:presence=off,history=1;*:client_publish=off"
+    )
+    assert rules.of("chat.lobby") == RoomOptions(join_leave=True, history_age_s=3600.0)
+    assert rules.retention("chat.lobby") == Retention(None, 3600.0)
+    assert rules.retention("news") is None
     assert rules.of("typing.a") == RoomOptions(history=1, presence=False)
     assert rules.of("news") == RoomOptions(client_publish=False)
 
@@ -30,6 +35,8 @@ def test_without_options_every_room_has_the_defaults() -> None:
         ("chat:presence=maybe", "on or off"),
         ("chat:history=0", ">= 1"),
         ("chat:history=x", ">= 1"),
+        ("chat:history_age=0", "seconds > 0"),
+        ("chat:history_age=soon", "seconds > 0"),
         ("chat:presence", "key=value"),
     ],
 )

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from fanout.core.broker import BrokerListener, History, Published
+from fanout.core.broker import BrokerListener, History, Published, Retention
 from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Message, Payload
 from fanout.protocol.errors import StateError
@@ -32,12 +32,13 @@ class MemoryBrokerLimits:
 
 
 class _Room:
-    __slots__ = ("attached", "bytes", "epoch", "ids", "latest", "ring")
+    __slots__ = ("attached", "bytes", "epoch", "ids", "latest", "ring", "times")
 
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(6)
         self.latest = 0
         self.ring: deque[Message] = deque()
+        self.times: deque[float] = deque()  # when each message of ``ring`` was stored
         self.bytes = 0
         # id -> (offset, monotonic time first seen), oldest first
         self.ids: OrderedDict[str, tuple[int, float]] = OrderedDict()
@@ -95,8 +96,16 @@ class MemoryBroker:
         if state is not None:
             state.attached = False
 
-    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
+    async def history(
+        self,
+        room: str,
+        after: int | None,
+        *,
+        limit: int | None = None,
+        retention: Retention | None = None,
+    ) -> History:
         state = self._room(room)
+        self._expire(state, retention, time.monotonic(), keep=0)
         ring = state.ring
         first_kept = ring[0].offset if ring else state.latest + 1
         if after is None:
@@ -107,7 +116,12 @@ class MemoryBroker:
         return History(state.epoch, state.latest, first_kept, messages)
 
     async def publish(
-        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+        self,
+        room: str,
+        data: Payload,
+        *,
+        msg_id: str | None = None,
+        retention: Retention | None = None,
     ) -> Published:
         listener = self._listener
         if listener is None:
@@ -121,7 +135,7 @@ class MemoryBroker:
         message = Message(room, state.epoch, state.latest, data)
         if msg_id is not None:
             self._record_id(state, msg_id, message.offset)
-        self._append(state, message, keep)
+        self._append(state, message, retention)
         if state.attached:
             listener.on_message(message)
         return Published(state.epoch, message.offset)
@@ -151,14 +165,17 @@ class MemoryBroker:
         while len(ids) > self.limits.idempotency_max_ids:
             ids.popitem(last=False)
 
-    def _append(self, state: _Room, message: Message, keep: int | None) -> None:
+    def _append(self, state: _Room, message: Message, retention: Retention | None) -> None:
+        now = time.monotonic()
+        self._expire(state, retention, now, keep=0)
         state.ring.append(message)
+        state.times.append(now)
         state.bytes += message.size
         self._total_bytes += message.size
         limits = self.limits
-        most = (
-            limits.history_max_messages if keep is None else min(keep, limits.history_max_messages)
-        )
+        most = limits.history_max_messages
+        if retention is not None and retention.messages is not None:
+            most = min(retention.messages, most)  # the room's own, smaller, history size
         while len(state.ring) > most or (
             state.bytes > limits.history_max_bytes and len(state.ring) > 1
         ):
@@ -173,7 +190,16 @@ class MemoryBroker:
                 if self._total_bytes <= limits.history_total_max_bytes:
                     break
 
+    def _expire(self, state: _Room, retention: Retention | None, now: float, keep: int) -> None:
+        """Drop messages older than the room's history age, keeping at least ``keep``."""
+        if retention is None or retention.age_s is None:
+            return
+        cutoff = now - retention.age_s
+        while len(state.ring) > keep and state.times[0] < cutoff:
+            self._drop_oldest(state)
+
     def _drop_oldest(self, state: _Room) -> None:
+        state.times.popleft()
         dropped = state.ring.popleft()
         state.bytes -= dropped.size
         self._total_bytes -= dropped.size

@@ -13,6 +13,15 @@ from fanout.protocol.envelope import Message, Payload
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """A room's own history limits (room options), within the broker's: at most
+    ``messages`` kept, none older than ``age_s`` seconds. None: the broker's limit."""
+
+    messages: int | None = None
+    age_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Published:
     """Where a publish landed. ``duplicate`` is true for a retry of a known ``id``."""
 
@@ -73,18 +82,30 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     async def publish(
-        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+        self,
+        room: str,
+        data: Payload,
+        *,
+        msg_id: str | None = None,
+        retention: Retention | None = None,
     ) -> Published:
-        """Store and deliver; ``keep``: retain at most this many of the room's messages
-        (a room option; None: the broker's own limit)."""
+        """Store and deliver; ``retention``: the room's own history limits."""
 
     async def publish_ephemeral(self, room: str, data: Payload) -> None:
         """Deliver to the room's current subscribers on every node, without an offset
         and without storing it (``on_ephemeral``); BrokerError if not sent."""
 
-    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
+    async def history(
+        self,
+        room: str,
+        after: int | None,
+        *,
+        limit: int | None = None,
+        retention: Retention | None = None,
+    ) -> History:
         """Epoch, latest offset, and the retained messages after ``after`` (none if None),
-        at most ``limit`` of them (the first ones)."""
+        at most ``limit`` of them (the first ones); none older than the room's
+        ``retention`` allows."""
 
     async def attach(self, room: str) -> None:
         """Start streaming ``room`` to the listener (a local member joined)."""

@@ -244,7 +244,10 @@ class Hub:
                 raise
             if conn.mode is Mode.V1:
                 after = since.offset if since is not None else None
-                history = await self._broker_call(self.broker.history(room, after))
+                retention = self.limits.rooms.retention(room)
+                history = await self._broker_call(
+                    self.broker.history(room, after, retention=retention)
+                )
                 replay = sub.replay(history, since)
                 for frame in replay.frames:
                     conn.enqueue(frame)
@@ -287,9 +290,9 @@ class Hub:
         raised before anything is stored; BrokerError means not stored, or unknown: a
         retry with the same ``msg_id`` is safe."""
         room, data = self.limits.publish.check(room, data, msg_id)
-        keep = self.limits.rooms.of(room).history
+        retention = self.limits.rooms.retention(room)
         published = await self._broker_call(
-            self.broker.publish(room, data, msg_id=msg_id, keep=keep)
+            self.broker.publish(room, data, msg_id=msg_id, retention=retention)
         )
         self.counters["duplicates" if published.duplicate else "published"] += 1
         return published
@@ -319,10 +322,13 @@ class Hub:
         """Retained messages without subscribing: the last ``limit``, or the first
         ``limit`` after offset ``since``."""
         room = self.check_room(room)
+        retention = self.limits.rooms.retention(room)
         if since is None:
-            head = await self._broker_call(self.broker.history(room, None))
+            head = await self._broker_call(self.broker.history(room, None, retention=retention))
             since = max(head.first_kept - 1, head.latest - limit)
-        found = await self._broker_call(self.broker.history(room, since, limit=limit))
+        found = await self._broker_call(
+            self.broker.history(room, since, limit=limit, retention=retention)
+        )
         return History(found.epoch, found.latest, found.first_kept, found.messages[:limit])
 
     async def presence_members(self, room: str) -> list[Member]:

@@ -34,9 +34,9 @@ from fanout.brokers.redis.layout import (
 )
 from fanout.brokers.redis.link import PubSubLink
 from fanout.brokers.redis.options import RedisBrokerOptions
-from fanout.brokers.redis.publish import PUBLISH, new_epoch, publish, redis_errors
+from fanout.brokers.redis.publish import PUBLISH, age_ms, new_epoch, publish, redis_errors
 from fanout.brokers.redis.resp import LinkError
-from fanout.core.broker import BrokerListener, History, Published
+from fanout.core.broker import BrokerListener, History, Published, Retention
 from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import (
@@ -125,21 +125,39 @@ class RedisBroker:
     # -- publishing and history ---------------------------------------------------------
 
     async def publish(
-        self, room: str, data: Payload, *, msg_id: str | None = None, keep: int | None = None
+        self,
+        room: str,
+        data: Payload,
+        *,
+        msg_id: str | None = None,
+        retention: Retention | None = None,
     ) -> Published:
         async with self._calling("publish") as commands:
-            return await publish(commands, self.options, room, data, msg_id, keep)
+            return await publish(commands, self.options, room, data, msg_id, retention)
 
     async def publish_ephemeral(self, room: str, data: Payload) -> None:
         async with self._calling("publish") as commands:
             channel = self._keys(room).channel
             await commands.call("PUBLISH", channel, ephemeral_envelope(data))
 
-    async def history(self, room: str, after: int | None, *, limit: int | None = None) -> History:
+    async def history(
+        self,
+        room: str,
+        after: int | None,
+        *,
+        limit: int | None = None,
+        retention: Retention | None = None,
+    ) -> History:
         async with self._calling("history"):
-            return await self._fetch(room, after, limit)
+            return await self._fetch(room, after, limit, retention)
 
-    async def _fetch(self, room: str, after: int | None, limit: int | None = None) -> History:
+    async def _fetch(
+        self,
+        room: str,
+        after: int | None,
+        limit: int | None = None,
+        retention: Retention | None = None,
+    ) -> History:
         """One atomic read of a room's epoch, latest offset and stream after ``after``."""
         most = self.options.history_max_messages
         args: list[str | int] = [
@@ -147,6 +165,7 @@ class RedisBroker:
             self._ttl_ms,
             -1 if after is None else after,
             most if limit is None else min(limit, most),
+            age_ms(retention),
         ]
         if self._commands is None:
             raise StateError("RedisBroker used before start() or after close()")

@@ -120,8 +120,8 @@ class Emitter:
         room, data = self.rules.check(room, data, id)
         commands = self._link()
         with redis_errors("publish", self._target, self.options.timeout_s):
-            keep = self.rooms.of(room).history
-            return await publish(commands, self.options, room, data, id, keep)
+            retention = self.rooms.retention(room)
+            return await publish(commands, self.options, room, data, id, retention)
 
     def _link(self) -> CommandLink:
         loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from fanout.brokers.redis.commands import CommandLink, Script
 from fanout.brokers.redis.layout import RoomKeys, encode_data
 from fanout.brokers.redis.options import RedisBrokerOptions, RedisTarget
 from fanout.brokers.redis.resp import CommandError, LinkError
-from fanout.core.broker import Published
+from fanout.core.broker import Published, Retention
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import BrokerRefused, BrokerTimeout, BrokerUnavailable
 
@@ -36,7 +36,7 @@ async def publish(
     room: str,
     data: Payload,
     msg_id: str | None,
-    keep: int | None = None,
+    retention: Retention | None = None,
 ) -> Published:
     """Store ``data`` in ``room``'s stream and publish it on the room's channel, in one
     atomic script; a ``msg_id`` the room still remembers returns its first offset
@@ -50,14 +50,28 @@ async def publish(
         raw,
         kind,
         msg_id or "",
-        options.history_max_messages if keep is None else min(keep, options.history_max_messages),
+        _most(options.history_max_messages, retention),
         options.history_max_bytes,
         options.idempotency_max_ids if msg_id else 0,
         int(options.idempotency_ttl_s * 1000),
         keys.channel,
+        age_ms(retention),
     ]
     epoch, offset, duplicate = await commands.run(PUBLISH, keys.all(), args)
     return Published(epoch.decode(), int(offset), duplicate=bool(duplicate))
+
+
+def _most(limit: int, retention: Retention | None) -> int:
+    if retention is None or retention.messages is None:
+        return limit
+    return min(retention.messages, limit)
+
+
+def age_ms(retention: Retention | None) -> int:
+    """A room's history age as the scripts take it (0: no age limit)."""
+    if retention is None or retention.age_s is None:
+        return 0
+    return max(1, int(retention.age_s * 1000))
 
 
 @contextlib.contextmanager

@@ -24,20 +24,39 @@ local function ensure_meta(proposed, ttl_ms)
 end
 """
 
+# Drop the oldest entries written before ``cutoff`` (ms; entries carry their time in
+# field ``t``), keeping at least ``keep`` entries. KEYS[1] meta, KEYS[2] log.
+_TRIM_AGED = """
+local function trim_aged(cutoff, keep)
+  local count = redis.call('XLEN', KEYS[2])
+  while count > keep do
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+    local t = oldest[2][6]
+    if not t or tonumber(t) >= cutoff then break end
+    redis.call('XDEL', KEYS[2], oldest[1])
+    redis.call('HINCRBY', KEYS[1], 'bytes', -#oldest[2][4])
+    count = count - 1
+  end
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
 # ARGV: proposed epoch, ttl ms, data, kind, id ('' for none), max messages, max bytes,
-#       max ids, id ttl ms, channel.
+#       max ids, id ttl ms, channel, max age ms (0: none).
 # Returns {epoch, offset, duplicate (0/1)}.
 PUBLISH = (
     _ENSURE_META
+    + _TRIM_AGED
     + """
 local epoch = ensure_meta(ARGV[1], tonumber(ARGV[2]))
 local data, kind, id = ARGV[3], ARGV[4], ARGV[5]
 local max_ids, id_ttl = tonumber(ARGV[8]), tonumber(ARGV[9])
-local now_ms = 0
+local now = now_ms()
 if id ~= '' and max_ids > 0 then
-  local t = redis.call('TIME')
-  now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms - id_ttl, 'LIMIT', 0, 100)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - id_ttl, 'LIMIT', 0, 100)
   if #expired > 0 then
     redis.call('HDEL', KEYS[3], unpack(expired))
     redis.call('ZREM', KEYS[4], unpack(expired))
@@ -46,7 +65,9 @@ if id ~= '' and max_ids > 0 then
   if known then return {epoch, tonumber(known), 1} end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'latest', 1)
-redis.call('XADD', KEYS[2], offset .. '-0', 'k', kind, 'd', data)
+redis.call('XADD', KEYS[2], offset .. '-0', 'k', kind, 'd', data, 't', now)
+local max_age = tonumber(ARGV[11])
+if max_age > 0 then trim_aged(now - max_age, 1) end
 local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', #data)
 local count = redis.call('XLEN', KEYS[2])
 local max_count, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -59,7 +80,7 @@ end
 redis.call('HSET', KEYS[1], 'bytes', bytes)
 if id ~= '' and max_ids > 0 then
   redis.call('HSET', KEYS[3], id, offset)
-  redis.call('ZADD', KEYS[4], now_ms, id)
+  redis.call('ZADD', KEYS[4], now, id)
   local extra = redis.call('ZCARD', KEYS[4]) - max_ids
   if extra > 0 then
     local old = redis.call('ZPOPMIN', KEYS[4], extra)
@@ -76,12 +97,16 @@ return {epoch, offset, 0}
 """
 )
 
-# ARGV: proposed epoch, ttl ms, after (-1: none), max entries to return.
+# ARGV: proposed epoch, ttl ms, after (-1: none), max entries to return, max age ms
+#       (0: none).
 # Returns {epoch, latest, first_kept, {offset, kind, data}, ...}.
 HISTORY = (
     _ENSURE_META
+    + _TRIM_AGED
     + """
 local epoch = ensure_meta(ARGV[1], tonumber(ARGV[2]))
+local max_age = tonumber(ARGV[5])
+if max_age > 0 then trim_aged(now_ms() - max_age, 0) end
 local latest = tonumber(redis.call('HGET', KEYS[1], 'latest'))
 local first_kept = latest + 1
 local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
