@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import datetime as dt
 import functools
-import json
 import sys
 import tempfile
 import time
@@ -37,16 +36,9 @@ import results_md
 from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.presence import REFRESH_BATCH, SWEEP_BATCH, RedisPresence
 from fanout.core.presence import Member, PresenceLimits, PresenceStats
-from fanout.lab.results import machine, versions
 from fanout.settings import Settings
-from redis_crossnode import (
-    _redis_command,
-    _redis_version,
-    commandstats,
-    measured_code,
-    redis_server,
-)
-from results_md import BENCH_DIR, HOST, OTHER_LOAD_FLAG, ROOT
+from nodes import commandstats, redis_command, redis_server, redis_version
+from results_md import HOST, percentiles
 
 T = TypeVar("T")
 MEMBERS = 10_000
@@ -60,15 +52,6 @@ def _member(i: int, node: str) -> Member:
     user = None if i % 10 == 0 else f"user-{i % USERS}"
     info = {"name": f"User {i % USERS}", "status": "here"}
     return Member(f"{node}-{i}", user, node, int(time.time() * 1000), info)
-
-
-def _percentiles(samples_s: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples_s)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": at(1.0), "n": len(ordered)}
 
 
 async def _timed(call: Awaitable[T]) -> tuple[float, T]:
@@ -110,7 +93,7 @@ class Bench:
         self.phases: dict[str, dict[str, Any]] = {}
 
     def _redis_reset(self) -> None:
-        _redis_command(self.port, "CONFIG", "RESETSTAT")
+        redis_command(self.port, "CONFIG", "RESETSTAT")
 
     def _record(self, phase: str, figures: dict[str, Any], calls: int | None = None) -> None:
         stats = commandstats(self.port)
@@ -148,7 +131,7 @@ class Bench:
             took, stats = await _timed(a.stats("small"))
             assert stats == PresenceStats(10, 9), stats
             samples.append(took)
-        self._record("stats, room of 10", _percentiles(samples), self.queries)
+        self._record("stats, room of 10", percentiles(samples), self.queries)
 
     async def _join_all(self) -> None:
         self._redis_reset()
@@ -172,7 +155,7 @@ class Bench:
             took, stats = await _timed(nodes[i % 2].stats("big"))
             assert stats == self.full, stats
             samples.append(took)
-        self._record("stats, room of 10,000", _percentiles(samples), self.queries)
+        self._record("stats, room of 10,000", percentiles(samples), self.queries)
         self._redis_reset()
         samples = []
         rounds = max(5, self.queries // 25)
@@ -180,7 +163,7 @@ class Bench:
             took, members = await _timed(nodes[i % 2].members("big"))
             assert len(members) == MEMBERS, len(members)
             samples.append(took)
-        self._record("members, room of 10,000", _percentiles(samples), rounds)
+        self._record("members, room of 10,000", percentiles(samples), rounds)
 
     async def _refresh(self) -> None:
         self._redis_reset()
@@ -190,7 +173,7 @@ class Bench:
             took, _ = await _timed(asyncio.gather(*rounds))
             samples.append(took)
         assert await self.nodes["a"].stats("big") == self.full
-        self._record("refresh, both nodes", _percentiles(samples))
+        self._record("refresh, both nodes", percentiles(samples))
 
     async def _one_at_a_time(self) -> None:
         a = self.nodes["a"]
@@ -209,7 +192,7 @@ class Bench:
             for m in extra:
                 took, _ = await _timed(action(m))
                 samples.append(took)
-            figures = _percentiles(samples)
+            figures = percentiles(samples)
             figures["per_s"] = round(ONE_AT_A_TIME / (time.perf_counter() - start))
             self._record(f"{phase} (10,000 in the room)", figures, ONE_AT_A_TIME)
         assert await a.stats("big") == self.full
@@ -235,7 +218,10 @@ class Bench:
 
 def section(report: dict[str, Any]) -> str:
     p = report["phases"]
-    code = report["code"]
+    shares = (
+        "this script (both nodes, one event loop) and Redis share the cores; other processes"
+        f" used {report['other_cores']:.2f} cores during the run"
+    )
     lines = [
         "## Presence in Redis: 10,000 members in one room, two nodes",
         "",
@@ -245,14 +231,7 @@ def section(report: dict[str, Any]) -> str:
         " distinct users, every tenth connection anonymous), the even ones on node A, the"
         " odd ones on node B. Every answer is checked (counts exact, every member listed).",
         "",
-        f"- Date: {report['date']}",
-        f"- Command: `{report['command']}`",
-        f"- Machine: {report['machine']['cpu_model']}, {report['machine']['cpus']} cores,"
-        f" Python {report['machine']['python']}, {report['redis']}; this script (both"
-        " nodes, one event loop) and Redis share the cores; other processes used"
-        f" {report['other_cores']:.2f} cores during the run",
-        f"- Commit: `{(code['commit'] or 'unknown')[:12]}`{code['note'] or ''}",
-        f"- Raw numbers: `{report['json']}`",
+        *results_md.report_lines(report, shares),
         "",
         "| operation | calls | p50 ms | p99 ms | max ms | calls/s | Redis µs per call |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -292,33 +271,17 @@ def section(report: dict[str, Any]) -> str:
 
 async def _main(args: argparse.Namespace, port: int) -> dict[str, Any]:
     bench = Bench(port, args.window, args.queries)
-    before = results_md.wait_for_quiet(args.quiet_wait, OTHER_LOAD_FLAG)
-    busy, ours, start = results_md.busy_s(), results_md.tree_cpu_s(), time.monotonic()
+    load = results_md.OtherLoad(args.quiet_wait)
     async with asyncio.timeout(BUDGET_S):
         await bench.run()
-    other = (results_md.busy_s() - busy) - (results_md.tree_cpu_s() - ours)
-    return {
-        "phases": bench.phases,
-        "users": bench.full.users,
-        "other_cores_before": round(before, 2),
-        "other_cores": round(max(0.0, other) / (time.monotonic() - start), 2),
-    }
+    return {"phases": bench.phases, "users": bench.full.users, **load.figures()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--queries", type=int, default=500, help="stats queries per room")
     parser.add_argument("--window", type=int, default=100, help="calls in flight per node")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=30.0,
-        help="seconds to wait at most for other processes to leave the CPUs first",
-    )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
-    parser.add_argument(
-        "--results", default=str(BENCH_DIR / "RESULTS.md"), help="'-' to leave it alone"
-    )
+    results_md.add_run_arguments(parser, 30.0, "first")
     args = parser.parse_args(argv)
     stamp = dt.datetime.now(dt.UTC)
     with (
@@ -326,25 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         redis_server(Path(tmp)) as redis,
     ):
         measured = asyncio.run(_main(args, redis.port))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = (args.out / f"presence-{stamp:%Y%m%d-%H%M%S}.json").resolve()
-    report = {
-        "date": stamp.isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/presence.py", *sys.argv[1:]]),
-        "machine": machine(),
-        "versions": versions(),
-        "redis": _redis_version(),
-        "code": measured_code(),
+    head = {
+        "redis": redis_version(),
+        "code": results_md.measured_code(),
         "window": args.window,
         "queries": args.queries,
-        "json": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-        **measured,
     }
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    text = section(report)
-    print(text)
-    if args.results != "-":
-        results_md.replace_section(Path(args.results), "presence", text)
+    report = results_md.write_report("presence", stamp, args.out, head, measured)
+    results_md.publish_section(args.results, "presence", section(report))
     return 0
 
 

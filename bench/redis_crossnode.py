@@ -29,27 +29,21 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nodes
 import results_md
 from fanout.lab.config import BenchConfig
-from fanout.lab.net import ProcessGone, free_port, wait_until
 from fanout.lab.session import run_bench
 from fanout.settings import NO_CLIENT_LIMITS
-from results_md import BENCH_DIR, HOST, OTHER_LOAD_FLAG, ROOT
+from nodes import Started, commandstats, redis_server
+from results_md import HOST, OTHER_LOAD_FLAG
 
-SYSTEM_REDIS_PORT = 6379
 TARGET_RATE = 10_000.0
 TARGET_P99_MS = 5.0
 
@@ -82,113 +76,11 @@ TOPOLOGIES = ("memory", "redis 1 node", "redis 2 nodes")
 # -- the servers -----------------------------------------------------------------------------
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@dataclass
-class Started:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def ws(self) -> str:
-        return f"ws://{HOST}:{self.port}/ws"
-
-
-def _redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """One command, the raw reply (enough for PING and INFO: one line or one bulk string)."""
-    line = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(line.encode())
-        reply = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return reply
-            reply += chunk
-            if reply.startswith(b"$"):
-                head, _, body = reply.partition(b"\r\n")
-                if len(body) >= int(head[1:]) + 2:
-                    return reply
-            elif reply.endswith(b"\r\n"):
-                return reply
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[Started]:
-    """A private ``redis-server`` on a free loopback port: no persistence, stopped after."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port(avoid={SYSTEM_REDIS_PORT})
-    log = directory / f"redis-{port}.log"
-    argv = [
-        binary,
-        "--port", str(port),
-        "--bind", HOST,
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(directory),
-        "--daemonize", "no",
-        "--logfile", str(log),
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-    def pong() -> bool:
-        if proc.poll() is not None:
-            raise ProcessGone("redis-server exited")
-        with contextlib.suppress(OSError):
-            return _redis_command(port, "PING", timeout=0.5).startswith(b"+PONG")
-        return False
-
-    try:
-        try:
-            wait_until(pong, 10, interval_s=0.02, what="redis-server answering PING")
-        except (ProcessGone, TimeoutError) as exc:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            raise RuntimeError(f"redis-server did not start ({exc}):\n{text}") from None
-        yield Started("redis", proc, port)
-    finally:
-        _stop(proc)
-
-
-@contextlib.contextmanager
-def fanout_node(name: str, broker: str, log: Path) -> Iterator[Started]:
-    """``fanout serve`` on a free port, ready when ``/healthz`` answers 200; stopped after."""
-    port = free_port(avoid={SYSTEM_REDIS_PORT})
-    argv = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port)]
+def fanout_node(name: str, broker: str, log: Path) -> contextlib.AbstractContextManager[Started]:
+    """``fanout serve`` on ``broker``, client limits off; stopped after."""
     # 5,000 msg/s from one sender connection: over the default per-connection rate limit.
-    argv += ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise ProcessGone("fanout serve exited")
-        with contextlib.suppress(OSError):
-            url = f"http://{HOST}:{port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                return bool(answer.status == 200)
-        return False
-
-    try:
-        try:
-            wait_until(healthy, 30, what="fanout serve answering /healthz")
-        except (ProcessGone, TimeoutError) as exc:
-            raise RuntimeError(f"fanout serve did not start ({exc}):\n{log.read_text()}") from None
-        yield Started(name, proc, port)
-    finally:
-        _stop(proc)
+    args = ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
+    return nodes.fanout_node(name, args, log)
 
 
 # -- CPU over the sending window --------------------------------------------------------------
@@ -276,20 +168,6 @@ def speed_probe_ms() -> float:
     return round(sorted(times)[2] * 1000, 2)
 
 
-def commandstats(port: int) -> dict[str, dict[str, float]]:
-    """Redis's own time per command: ``INFO commandstats``."""
-    text = _redis_command(port, "INFO", "commandstats").decode(errors="replace")
-    stats: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, fields = line.partition(":")
-            values = dict(kv.split("=", 1) for kv in fields.split(","))
-            stats[name.removeprefix("cmdstat_")] = {
-                k: float(values[k]) for k in ("calls", "usec", "usec_per_call") if k in values
-            }
-    return stats
-
-
 # -- one run -----------------------------------------------------------------------------------
 
 
@@ -333,7 +211,7 @@ def run_point(
             "other_cores_before": round(quiet_before, 2),
             "speed_probe_ms": probe,
             "redis_commandstats": commandstats(redis.port) if redis else None,
-            "code": measured_code(),
+            "code": results_md.measured_code(),
         }
         return doc
 
@@ -541,39 +419,6 @@ def _target_note(groups: list[tuple[Load, str, list[dict[str, Any]]]]) -> list[s
     return notes
 
 
-def _redis_version() -> str:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    try:
-        out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return "Redis (version unknown)"
-    for word in out.split():
-        if word.startswith("v="):
-            return f"Redis {word[2:]}"
-    return "Redis (version unknown)"
-
-
-def measured_code() -> dict[str, str | None]:
-    """The commit of the fanout code this run imports, and how the code differs from it.
-
-    Normally this checkout (its HEAD, and whether files are modified). A copy elsewhere
-    (``PYTHONPATH=/tmp/copy/src``, to measure a fixed version while the checkout
-    changes) names its commit and the difference in ``COMMIT`` next to its ``src``.
-    """
-    import fanout
-
-    src = Path(fanout.__file__).resolve().parent.parent
-    if src == ROOT / "src":
-        note = " with uncommitted changes" if results_md.git_dirty() else ""
-        return {"commit": results_md.git("rev-parse", "HEAD") or None, "note": note}
-    marker = src.parent / "COMMIT"
-    lines = marker.read_text().splitlines() if marker.exists() else []
-    note = f" (copy in `{src}`" + (f": {lines[1].strip()}" if len(lines) > 1 else "") + ")"
-    return {"commit": lines[0].strip() if lines else None, "note": note}
-
-
 def _run_and_save(
     load: Load, topology: str, args: argparse.Namespace, out_dir: Path, repeat: int, attempt: int
 ) -> dict[str, Any]:
@@ -619,16 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row, in turns")
     retries = "extra runs of a row when other processes disturbed it (all runs are kept)"
     parser.add_argument("--retries", type=int, default=2, help=retries)
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=60.0,
-        help="seconds to wait at most for other processes to leave the CPUs before each run",
-    )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
-    parser.add_argument(
-        "--results", default=str(BENCH_DIR / "RESULTS.md"), help="'-' to leave it alone"
-    )
+    results_md.add_run_arguments(parser, 60.0, "before each run")
     parser.add_argument(
         "--from-dir", type=Path, help="rewrite the section from a previous run's directory"
     )
@@ -675,14 +511,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": groups[0][2][0]["machine"],
         "versions": groups[0][2][0]["versions"],
         "code": codes,
-        "redis": _redis_version(),
-        "out": str(out_dir.relative_to(ROOT)) if out_dir.is_relative_to(ROOT) else str(out_dir),
+        "redis": nodes.redis_version(),
+        "out": results_md.shown_path(out_dir),
         "runs": f"{count} runs of {durations} s sending each, in turns",
     }
-    text = section(groups, meta, _target_note(groups))
-    print(text)
-    if args.results != "-":
-        results_md.replace_section(Path(args.results), "redis_crossnode", text)
+    results_md.publish_section(
+        args.results, "redis_crossnode", section(groups, meta, _target_note(groups))
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What the bench scripts share: their ``RESULTS.md`` sections, the machine's load, lab runs.
+"""What the bench scripts share: their ``RESULTS.md`` sections and JSON reports, the
+machine's load, latency percentiles, lab runs.
 
 ``bench/RESULTS.md`` holds one section per benchmark script; each rewrites only its own.
 A section sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``; the text
@@ -7,12 +8,19 @@ outside the sections (the findings written by hand) is kept as it is.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from fanout.lab.results import machine, versions
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -32,6 +40,104 @@ def replace_section(path: Path, name: str, text: str) -> None:
     else:
         updated = current.rstrip() + ("\n\n" if current.strip() else "") + block + "\n"
     path.write_text(updated)
+
+
+def publish_section(results: str, name: str, text: str) -> None:
+    """Print a script's section and write it into ``results`` (a path; "-" leaves it alone)."""
+    print(text)
+    if results != "-":
+        replace_section(Path(results), name, text)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, quiet_wait_s: float, when: str) -> None:
+    """``--quiet-wait`` (at most ``quiet_wait_s``, ``when``), ``--out`` and ``--results``."""
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=quiet_wait_s,
+        help=f"seconds to wait at most for other processes to leave the CPUs {when}",
+    )
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
+    parser.add_argument(
+        "--results", default=str(BENCH_DIR / "RESULTS.md"), help="'-' to leave it alone"
+    )
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it, as the sections show it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def write_report(
+    name: str,
+    stamp: dt.datetime,
+    out: Path,
+    head: dict[str, Any],
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    """A script's JSON report, written to ``OUT/NAME-<stamp>.json`` and returned.
+
+    Its fields in order: date, command, machine, versions, ``head`` (the script's
+    settings), the JSON's own path, then ``measured``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    path = (out / f"{name}-{stamp:%Y%m%d-%H%M%S}.json").resolve()
+    report = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", f"bench/{name}.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "versions": versions(),
+        **head,
+        "json": shown_path(path),
+        **measured,
+    }
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def measured_code() -> dict[str, str | None]:
+    """The commit of the fanout code this run imports, and how the code differs from it.
+
+    Normally this checkout (its HEAD, and whether files are modified). A copy elsewhere
+    (``PYTHONPATH=/tmp/copy/src``, to measure a fixed version while the checkout
+    changes) names its commit and the difference in ``COMMIT`` next to its ``src``.
+    """
+    import fanout
+
+    src = Path(fanout.__file__).resolve().parent.parent
+    if src == ROOT / "src":
+        note = " with uncommitted changes" if git_dirty() else ""
+        return {"commit": git("rev-parse", "HEAD") or None, "note": note}
+    marker = src.parent / "COMMIT"
+    lines = marker.read_text().splitlines() if marker.exists() else []
+    note = f" (copy in `{src}`" + (f": {lines[1].strip()}" if len(lines) > 1 else "") + ")"
+    return {"commit": lines[0].strip() if lines else None, "note": note}
+
+
+def percentiles(samples_s: Sequence[float]) -> dict[str, Any]:
+    """p50, p99 and max in milliseconds (rounded to µs) of latencies in seconds, and n."""
+    ordered = sorted(samples_s)
+    if not ordered:
+        return {"n": 0}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": at(1.0), "n": len(ordered)}
+
+
+def report_lines(report: dict[str, Any], shares: str) -> list[str]:
+    """Date, command, machine (then ``shares``: what shared its cores, the load meanwhile),
+    commit and raw numbers of a report :func:`write_report` wrote, as a section lists them."""
+    m, code = report["machine"], report["code"]
+    return [
+        f"- Date: {report['date']}",
+        f"- Command: `{report['command']}`",
+        f"- Machine: {m['cpu_model']}, {m['cpus']} cores, Python {m['python']},"
+        f" {report['redis']}; {shares}",
+        f"- Commit: `{(code['commit'] or 'unknown')[:12]}`{code['note'] or ''}",
+        f"- Raw numbers: `{report['json']}`",
+    ]
 
 
 def provenance_lines(report: dict[str, Any]) -> list[str]:
@@ -105,6 +211,23 @@ def wait_for_quiet(max_wait_s: float, limit_cores: float = 0.25, sample_s: float
         load = max(0.0, (busy_s() - busy) - (tree_cpu_s() - ours)) / (time.monotonic() - t)
         if load < limit_cores or time.monotonic() >= deadline:
             return load
+
+
+class OtherLoad:
+    """Other processes' load around a run: waits for quiet first (at most ``max_wait_s``),
+    then counts the cores they use until ``figures``."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.before = wait_for_quiet(max_wait_s, OTHER_LOAD_FLAG)
+        self._busy, self._ours, self.start = busy_s(), tree_cpu_s(), time.monotonic()
+
+    def figures(self) -> dict[str, float]:
+        """``other_cores_before`` (while waiting) and ``other_cores`` (since then)."""
+        other = (busy_s() - self._busy) - (tree_cpu_s() - self._ours)
+        return {
+            "other_cores_before": round(self.before, 2),
+            "other_cores": round(max(0.0, other) / (time.monotonic() - self.start), 2),
+        }
 
 
 # -- lab results (``fanout.lab.run/1``, read as the dict ``docs/lab-results.md`` describes) --

@@ -46,15 +46,12 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -62,22 +59,14 @@ from typing import Any, cast
 import orjson
 import uvloop
 
+import nodes
 import results_md
 from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import mint_token
-from fanout.lab.net import ProcessGone, free_port, wait_until
-from fanout.lab.results import machine, versions
 from fanout.lab.wsclient import client_frame_header
 from fanout.settings import NO_CLIENT_LIMITS
-from redis_crossnode import (
-    SYSTEM_REDIS_PORT,
-    Started,
-    _redis_version,
-    _stop,
-    measured_code,
-    redis_server,
-)
-from results_md import BENCH_DIR, HOST, OTHER_LOAD_FLAG, ROOT
+from nodes import Started, redis_server, redis_version
+from results_md import HOST, OTHER_LOAD_FLAG, percentiles
 
 MEMBERS = 10_000
 USERS = 2_500
@@ -94,53 +83,19 @@ CONNECT_TRIES = 3
 SCENARIOS = ("presence", "history")
 
 
-# -- percentiles ------------------------------------------------------------------------------
-
-
-def percentiles(samples_s: Sequence[float]) -> dict[str, Any]:
-    ordered = sorted(samples_s)
-    if not ordered:
-        return {"n": 0}
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": at(1.0), "n": len(ordered)}
-
-
 # -- the nodes --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def fanout_node(name: str, broker: str, log: Path, refresh_s: float) -> Iterator[Started]:
+def fanout_node(
+    name: str, broker: str, log: Path, refresh_s: float
+) -> contextlib.AbstractContextManager[Started]:
     """``fanout serve`` with the API, tokens and no per-client limits; stopped after."""
-    port = free_port(avoid={SYSTEM_REDIS_PORT})
-    argv = [sys.executable, "-m", "fanout.cli", "serve", "--port", str(port)]
-    argv += ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
-    argv += ["--max-connections", str(MAX_CONNECTIONS)]
-    argv += ["--presence-refresh-s", str(refresh_s)]
+    args = ["--broker", broker, "--log-level", "warning", *NO_CLIENT_LIMITS]
+    args += ["--max-connections", str(MAX_CONNECTIONS)]
+    args += ["--presence-refresh-s", str(refresh_s)]
     # The key and the secret through the environment, as docs/server-api.md advises.
     env = {**os.environ, "FANOUT_API_KEY": API_KEY, "FANOUT_AUTH_SECRET": SECRET}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise ProcessGone("fanout serve exited")
-        with contextlib.suppress(OSError):
-            url = f"http://{HOST}:{port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                return bool(answer.status == 200)
-        return False
-
-    try:
-        try:
-            wait_until(healthy, 30, what="fanout serve answering /healthz")
-        except (ProcessGone, TimeoutError) as exc:
-            raise RuntimeError(f"fanout serve did not start ({exc}):\n{log.read_text()}") from None
-        yield Started(name, proc, port)
-    finally:
-        _stop(proc)
+    return nodes.fanout_node(name, args, log, env)
 
 
 def raise_open_files() -> int:
@@ -746,8 +701,7 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             memory = stack.enter_context(
                 fanout_node("memory", "memory", logs / "memory.log", refresh)
             )
-        before = results_md.wait_for_quiet(args.quiet_wait, OTHER_LOAD_FLAG)
-        busy, ours, start = results_md.busy_s(), results_md.tree_cpu_s(), time.monotonic()
+        load = results_md.OtherLoad(args.quiet_wait)
 
         async def bounded() -> dict[str, Any]:
             async with asyncio.timeout(args.budget):
@@ -759,13 +713,8 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             for log in sorted(logs.glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
             raise
-        other = (results_md.busy_s() - busy) - (results_md.tree_cpu_s() - ours)
-        return {
-            **measured,
-            "seconds": round(time.monotonic() - start, 1),
-            "other_cores_before": round(before, 2),
-            "other_cores": round(max(0.0, other) / (time.monotonic() - start), 2),
-        }
+        seconds = round(time.monotonic() - load.start, 1)
+        return {**measured, "seconds": seconds, **load.figures()}
 
 
 # -- RESULTS.md ---------------------------------------------------------------------------------
@@ -780,8 +729,14 @@ def _cpu(f: dict[str, Any]) -> str:
 
 
 def section(report: dict[str, Any]) -> str:
-    code = report["code"]
-    m = report["machine"]
+    shares = (
+        "the two nodes, Redis and the clients share the cores; other processes used"
+        f" {report['other_cores']:.2f} cores on average during the run"
+        f" ({report['other_cores_before']:.2f} just before it); {report['seconds']:.0f} s"
+        " in all"
+    )
+    if report["other_cores"] > OTHER_LOAD_FLAG:
+        shares += f" (**disturbed**: more than {OTHER_LOAD_FLAG} cores of other load)"
     lines = [
         "## Users and presence through real nodes; history at 1,000 messages per room",
         "",
@@ -793,20 +748,7 @@ def section(report: dict[str, Any]) -> str:
         f" tokens of {USERS:,} users, four connections each), half on node A, half on node"
         " B, all in one room. Every answer is checked.",
         "",
-        f"- Date: {report['date']}",
-        f"- Command: `{report['command']}`",
-        f"- Machine: {m['cpu_model']}, {m['cpus']} cores, Python {m['python']},"
-        f" {report['redis']}; the two nodes, Redis and the clients share the cores; other"
-        f" processes used {report['other_cores']:.2f} cores on average during the run"
-        f" ({report['other_cores_before']:.2f} just before it); {report['seconds']:.0f} s"
-        " in all"
-        + (
-            f" (**disturbed**: more than {OTHER_LOAD_FLAG} cores of other load)"
-            if report["other_cores"] > OTHER_LOAD_FLAG
-            else ""
-        ),
-        f"- Commit: `{(code['commit'] or 'unknown')[:12]}`{code['note'] or ''}",
-        f"- Raw numbers: `{report['json']}`",
+        *results_md.report_lines(report, shares),
     ]
     p = report.get("presence")
     if p:
@@ -948,16 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-queries", type=int, default=2000, help="of each kind")
     parser.add_argument("--refresh", type=float, default=5.0, help="--presence-refresh-s")
     parser.add_argument("--budget", type=float, default=170.0, help="seconds for all of it")
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=30.0,
-        help="seconds to wait at most for other processes to leave the CPUs first",
-    )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out")
-    parser.add_argument(
-        "--results", default=str(BENCH_DIR / "RESULTS.md"), help="'-' to leave it alone"
-    )
+    results_md.add_run_arguments(parser, 30.0, "first")
     args = parser.parse_args(argv)
     args.only = {s.strip() for s in args.only.split(",") if s.strip()}
     if not args.only <= set(SCENARIOS):
@@ -968,27 +901,16 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="fanout-users-presence-") as tmp:
         measured = run(args, Path(tmp))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = (args.out / f"users_presence-{stamp:%Y%m%d-%H%M%S}.json").resolve()
-    report = {
-        "date": stamp.isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "bench/users_presence.py", *sys.argv[1:]]),
-        "machine": machine(),
-        "versions": versions(),
-        "redis": _redis_version(),
-        "code": measured_code(),
+    head = {
+        "redis": redis_version(),
+        "code": results_md.measured_code(),
         "refresh_s": args.refresh,
         "connect_window": args.connect_window,
         "window": args.window,
         "open_files": limit,
-        "json": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-        **measured,
     }
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    text = section(report)
-    print(text)
-    if args.results != "-":
-        results_md.replace_section(Path(args.results), "users_presence", text)
+    report = results_md.write_report("users_presence", stamp, args.out, head, measured)
+    results_md.publish_section(args.results, "users_presence", section(report))
     return 0
 
 
