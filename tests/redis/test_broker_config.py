@@ -14,6 +14,7 @@ import pytest
 
 from fanout.asgi.wiring import wire
 from fanout.brokers.redis import RedisBroker
+from fanout.protocol.errors import BrokerRefused
 from fanout.settings import Settings
 from tests.brokers.conftest import Recorder, redis_options
 from tests.support.redis import RedisServer
@@ -151,3 +152,49 @@ async def test_a_redis_that_went_back_in_time_makes_a_new_epoch_not_reused_offse
         assert (recorder.messages[-1].epoch, recorder.messages[-1].offset) == (new_epoch, 1)
     finally:
         await node.close()
+
+
+def test_a_node_pointed_at_a_redis_cluster_refuses_to_start_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """Never a silently partial hub: a cluster would give this node only some rooms."""
+    cluster = RedisServer(
+        tmp_path / "cluster",
+        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+    )
+    with cluster:
+        log = tmp_path / "node.log"
+        args = ["--broker", cluster.url, "--port", str(free_port()), *_FAST_DETECTION]
+        with log.open("wb") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", "fanout.cli", "serve", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
+        assert done.returncode != 0
+        assert "is a Redis Cluster node: fanout does not support Redis Cluster yet" in (
+            log.read_text()
+        )
+
+
+async def test_a_broker_that_finds_a_cluster_node_after_start_reports_it_and_refuses(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    broker = RedisBroker(redis_options(f"redis://127.0.0.1:{port}/0", timeout_s=0.5))
+    await broker.start(Recorder())  # nothing there yet: it starts and keeps trying
+    try:
+        cluster = RedisServer(
+            tmp_path / "cluster",
+            port=port,
+            extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+        )
+        with cluster:
+            async with asyncio.timeout(15):
+                while "Redis Cluster" not in str(await broker.health()):
+                    await asyncio.sleep(0.05)
+            with pytest.raises(BrokerRefused, match="Redis Cluster"):
+                await broker.publish("r", 1)
+    finally:
+        await broker.close()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -68,8 +69,11 @@ def read_reply(stream: BinaryIO) -> bytes:
 class RedisServer:
     """``with RedisServer(tmp_path) as redis: ... redis.url``; see ``start``/``kill``/``pause``."""
 
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.directory = directory
+        self.extra_args = tuple(extra_args)
         self._port = port if port is not None else self._pick_port()
         if self._port == SYSTEM_REDIS_PORT:
             raise ValueError("refusing to use port 6379 (the system Redis)")
@@ -115,6 +119,7 @@ class RedisServer:
             "--dbfilename", f"dump-{self._port}.rdb",
             "--daemonize", "no",
             "--logfile", str(self.log_path),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:

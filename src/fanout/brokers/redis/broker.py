@@ -41,7 +41,9 @@ from fanout.core.control import ControlEvent
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import (
     BrokerError,
+    BrokerRefused,
     BrokerUnavailable,
+    ConfigError,
     FrameError,
     StateError,
 )
@@ -69,6 +71,8 @@ class RedisBroker:
         self._command_down: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        # Why this Redis cannot serve as the broker at all (a Cluster node), once known.
+        self._unsupported: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -100,6 +104,9 @@ class RedisBroker:
                 await asyncio.shield(linked)
         if self._link_down is not None:
             log.warning("redis %s: %s; retrying in the background", self._target, self._link_down)
+        elif await self._check_topology() is not None:
+            await self.close()
+            raise ConfigError(self._unsupported or "")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -120,7 +127,25 @@ class RedisBroker:
         self._listener = None
 
     async def health(self) -> str | None:
-        return self._command_down or self._link_down
+        return self._unsupported or self._command_down or self._link_down
+
+    async def _check_topology(self) -> str | None:
+        """A Redis Cluster node is refused: rooms hash to slots on other masters, so
+        this node would serve only some rooms (MOVED for the others). Returns why."""
+        if self._commands is None:
+            return None
+        try:
+            info = await self._commands.call("INFO", "cluster")
+        except (BrokerError, OSError, TimeoutError):
+            return None  # the health watcher reports an unreachable Redis
+        if b"cluster_enabled:1" in bytes(info):
+            self._unsupported = (
+                f"redis {self._target} is a Redis Cluster node: fanout does not support Redis"
+                " Cluster yet (each room's keys live on one master, so a node would serve"
+                " only some rooms); point --broker at a standalone Redis"
+            )
+            log.error("%s", self._unsupported)
+        return self._unsupported
 
     # -- publishing and history ---------------------------------------------------------
 
@@ -196,6 +221,8 @@ class RedisBroker:
         """
         if self._commands is None:
             raise StateError(f"RedisBroker.{what} before start() or after close()")
+        if self._unsupported is not None:
+            raise BrokerRefused(self._unsupported)
         if self._command_down is not None:
             raise BrokerUnavailable(self._command_down)
         with redis_errors(
@@ -328,6 +355,7 @@ class RedisBroker:
             log.warning("redis %s: linked again", self._target)
         if not linked.done():
             linked.set_result(None)
+        self._spawn(self._relinked_topology())
         # Revocations sent while this node was not listening: hand over every kept one.
         self._spawn(self._replay_revocations())
         listener = self._listener
@@ -383,6 +411,9 @@ class RedisBroker:
         if listener is not None:
             for event in events:
                 listener.on_control(event)
+
+    async def _relinked_topology(self) -> None:
+        await self._check_topology()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
