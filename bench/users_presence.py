@@ -866,11 +866,9 @@ def section(report: dict[str, Any]) -> str:
             " 1,000.",
             "- Memory: one `fanout serve` on the memory broker. Redis: published through node"
             " A, read through node B (the same two nodes, after the presence scenario).",
-            "- `since=S` on Redis reads every retained message after S (up to"
-            " `history_max_messages`, one script call) and the node keeps the first"
-            f" {HISTORY_LIMIT} (`Hub.history`): the cost grows with 1,000 - S, unlike the"
-            f" last-{HISTORY_LIMIT} query, which reads the head and then just"
-            f" {HISTORY_LIMIT} messages.",
+            f"- `since=S` reads at most {HISTORY_LIMIT} messages after S in one script call"
+            f" (the limit is passed down to the broker); the last-{HISTORY_LIMIT} query"
+            " reads the room's head first, then the messages: two calls.",
         ]
     return "\n".join(lines)
 
