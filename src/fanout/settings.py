@@ -80,8 +80,8 @@ class Settings:
     max_rooms_per_connection: int = _opt(100, "rooms one connection may subscribe to")
     room_pattern: str = _opt(
         "",
-        "regular expression every room name must also fully match, e.g. 'chat\\.[a-z0-9-]+'"
-        " (default: any name of 1-128 characters of A-Z a-z 0-9 _ . : @ -)",
+        "regular expression every room name must also fully match, e.g. 'chat\\.[a-z0-9-]+';"
+        " empty: any name of 1-128 characters of A-Z a-z 0-9 _ . : @ -",
     )
     rate_frames_per_s: float = _opt(
         1000.0,
@@ -136,8 +136,10 @@ class Settings:
     )
     api_key: str = _opt(
         "",
-        "key (16+ characters) that turns on the server HTTP API (/api/publish, /api/broadcast);"
-        " callers send 'Authorization: apikey KEY'. Prefer FANOUT_API_KEY to the flag",
+        "key (16+ characters) that turns on the server HTTP API (/api/publish, broadcast,"
+        " disconnect, unsubscribe, revoke, presence, presence_stats, history; see"
+        " docs/server-api.md); callers send 'Authorization: apikey KEY'. Prefer"
+        " FANOUT_API_KEY to the flag",
         secret=True,
     )
     allowed_origins: str = _opt(

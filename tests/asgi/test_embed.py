@@ -244,3 +244,13 @@ async def test_the_app_publishes_ephemeral_messages_and_reads_history_and_presen
         stats = await hub.presence_stats("doc")
         assert (stats.connections, stats.users) == (1, 0)  # anonymous: a connection only
         await ws.close()
+
+
+def test_an_auth_hook_that_takes_a_request_is_refused_with_what_to_take_instead() -> None:
+    from fastapi import Request
+
+    def by_request(request: Request) -> str:
+        return "someone"
+
+    with pytest.raises(ConfigError, match="HTTPConnection"):
+        fanout.Hub(fanout.Settings(), authenticate=by_request)

@@ -216,3 +216,10 @@ async def test_a_redis_that_does_not_answer_gets_503_and_a_retry_by_id_succeeds_
             await assert_silent(v1)
     finally:
         redis.stop()
+
+
+async def test_a_broadcast_that_stored_nothing_says_so_in_its_status(hub: RunningHub) -> None:
+    body = {"rooms": ["bad room", "also bad!"], "data": 1}
+    reply = await _post(hub, "/api/broadcast", json=body, headers=AUTH)
+    assert reply.status_code == 400
+    assert [r["code"] for r in reply.json()["results"]] == ["bad_room", "bad_room"]

@@ -317,3 +317,41 @@ async def test_an_ephemeral_message_reaches_every_node_and_is_not_kept(nodes: No
         kept = await api(nodes.b, "GET", "/api/history?room=doc")
         assert kept.json()["messages"] == []
         assert kept.json()["latest"] == 0
+
+
+async def test_nobody_reads_another_users_personal_room(nodes: Nodes) -> None:
+    await api(nodes.a, "POST", "/api/publish", json={"user": "bob", "data": {"secret": 1}})
+    alice = await connect(nodes.a, "alice")  # a token granting every room
+    async with alice:
+        for frame in (
+            {"type": "history", "room": "@bob", "id": "h"},
+            {"type": "presence", "room": "@bob", "id": "p"},
+            {"type": "presence_stats", "room": "@bob", "id": "s"},
+        ):
+            await send_json(alice, frame)
+            refused = await recv_json(alice)
+            assert (refused["code"], refused["id"]) == ("forbidden", frame["id"]), refused
+        await send_json(alice, {"type": "history", "room": "@alice", "id": "own"})
+        own = await recv_json(alice)
+        assert (own["type"], own["messages"]) == ("history", [])  # her own: allowed
+
+
+async def test_a_kick_with_a_long_non_ascii_reason_still_closes_with_4003(nodes: Nodes) -> None:
+    alice = await connect(nodes.a, "alice")
+    async with alice:
+        reason = "é" * 120  # 240 bytes: more than a close frame holds
+        reply = await api(
+            nodes.b, "POST", "/api/disconnect", json={"user": "alice", "reason": reason}
+        )
+        assert reply.status_code == 200
+        code, said = await closed_with(alice, timeout=2.0)
+        assert code == 4003
+        assert said.startswith("disconnected by the server: éé")
+        assert len(said.encode()) <= 123
+
+
+async def test_history_since_beyond_the_latest_offset_is_refused(nodes: Nodes) -> None:
+    await api(nodes.a, "POST", "/api/publish", json={"room": "log", "data": 1})
+    reply = await api(nodes.b, "GET", "/api/history?room=log&since=5")
+    assert reply.status_code == 400
+    assert "beyond the room's latest offset 1" in reply.json()["reason"]

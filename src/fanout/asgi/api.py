@@ -82,6 +82,8 @@ class ServerApi:
             return _json(200, await work())
         except ApiError as exc:
             return _json(exc.status, {"code": exc.code, "reason": exc.reason})
+        except _NothingStored as exc:
+            return _json(exc.status, exc.body)
         except Exception as exc:
             return _json(*http_error(exc))
 
@@ -111,12 +113,17 @@ class ServerApi:
             if message.ephemeral:
                 raise ApiError(400, ErrorCode.BAD_FRAME, "a broadcast is not ephemeral")
             results: list[dict[str, Any]] = []
+            first_failure: FanoutError | None = None
             for room in _rooms(message.target[1]):
                 try:
                     published = await self._hub.publish(room, message.data, msg_id=message.msg_id)
                     results.append({"room": room, **_published(published)})
                 except FanoutError as exc:
+                    first_failure = first_failure or exc
                     results.append({"room": room, **http_error(exc)[1]})
+            if first_failure is not None and all("code" in r for r in results):
+                # Nothing stored: the status says so, not only the body.
+                raise _NothingStored(http_error(first_failure)[0], {"results": results})
             return {"results": results}
 
         return await self._answer(request, work)
@@ -245,6 +252,15 @@ class ServerApi:
     def _room_query(self, request: Request, names: frozenset[str]) -> str:
         req.known_query(request, names)
         return self._hub.check_room(request.query_params.get("room"))
+
+
+class _NothingStored(Exception):
+    """A broadcast that stored nothing: every room's error, under the first one's status."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)

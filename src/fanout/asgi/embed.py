@@ -12,10 +12,10 @@
         await hub.publish("orders", {"id": 42}, id="order-42")
 
 The router carries the hub's routes (``/ws``, ``/ws/{room}``, ``/healthz``,
-``/metrics``, ``/fanout.js``, ``/api/publish``, ``/api/broadcast``, and the chat page
-at ``/`` if ``chat_page``) and a lifespan that FastAPI composes with the app's own when
-the router is included. Starlette does not run a mounted app's lifespan, so a hub that
-gets a request before it was started starts then (once); its shutdown is then the
+``/metrics``, ``/fanout.js``, the server API under ``/api/`` (docs/server-api.md), and
+the chat page at ``/`` if ``chat_page``) and a lifespan that FastAPI composes with the
+app's own when the router is included. Starlette does not run a mounted app's lifespan,
+so a hub that gets a request before it was started starts then (once); its shutdown is the
 server's (uvicorn's SIGTERM still flushes and closes every fanout connection with 1001
 under fanout's protocol class), which is why including the router is the first choice.
 """
@@ -26,12 +26,13 @@ import asyncio
 import enum
 import functools
 import gc
+import typing
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from fanout.asgi.api import ServerApi
@@ -44,7 +45,7 @@ from fanout.core.consumer import Consumer
 from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.presence import Member, PresenceStats
 from fanout.protocol.envelope import Payload
-from fanout.protocol.errors import FanoutError, StateError
+from fanout.protocol.errors import ConfigError, FanoutError, StateError
 from fanout.settings import Settings
 
 HEALTH_TIMEOUT_S = 0.8
@@ -72,6 +73,8 @@ class Hub:
     ) -> None:
         """ConfigError, with the reason, if the settings cannot work."""
         self.settings = settings or Settings()
+        if authenticate is not None:
+            _check_hook(authenticate)
         wiring = wire(self.settings, broker, hooked=authenticate is not None)
         self.core = wiring.hub
         self.state = HubState.NEW
@@ -312,6 +315,22 @@ class Hub:
 
     async def _metrics(self) -> Response:
         return PlainTextResponse(render_metrics(self.core), media_type="text/plain; version=0.0.4")
+
+
+def _check_hook(authenticate: Authenticate) -> None:
+    """A hook that takes a ``Request`` cannot run at a WebSocket handshake (FastAPI has
+    none to give it there): refuse it now, with what to write instead."""
+    try:
+        hints: dict[str, object] = typing.get_type_hints(authenticate)
+    except Exception:  # unresolvable here: look at the annotations' text
+        hints = dict(getattr(authenticate, "__annotations__", {}))
+    for name, hint in hints.items():
+        if hint is Request or (isinstance(hint, str) and hint.rsplit(".", 1)[-1] == "Request"):
+            raise ConfigError(
+                f"authenticate= takes '{name}: Request', which a WebSocket handshake does not"
+                " have: take 'connection: HTTPConnection' (headers, cookies, query; both"
+                " requests and WebSockets are one) or 'websocket: WebSocket' instead"
+            )
 
 
 @functools.cache

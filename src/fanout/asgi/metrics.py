@@ -14,6 +14,10 @@ def render_metrics(hub: Hub) -> str:
         f"fanout_rooms {hub.room_count}",
         "# TYPE fanout_outbox_bytes gauge",
         f"fanout_outbox_bytes {sum(c.queued_bytes for c in hub.connections)}",
+        "# TYPE fanout_revocations gauge",
+        f"fanout_revocations {len(hub.users.revocations)}",
+        "# TYPE fanout_revocations_dropped counter",
+        f"fanout_revocations_dropped {hub.users.dropped_revocations}",
     ]
     for name in sorted(hub.counters):
         lines.append(f"# TYPE fanout_{name} counter")

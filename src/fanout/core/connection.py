@@ -187,9 +187,11 @@ class Connection:
         return not self._outbox
 
     def close(self, code: int, reason: str = "") -> None:
-        """Close now: queued frames are dropped, the close frame goes out at once."""
+        """Close now: queued frames are dropped, the close frame goes out at once.
+        ``reason`` is cut to what a close frame holds (123 UTF-8 bytes)."""
         if self.state is not ConnState.OPEN:
             return
+        reason = close_reason(reason)
         self.state = ConnState.CLOSING
         self.close_code = code
         self.close_reason = reason
@@ -230,3 +232,15 @@ class Connection:
             self._outbox.bytes,
         )
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
+
+
+# RFC 6455: a close frame's payload is at most 125 bytes, two of which are the code.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to ``MAX_CLOSE_REASON_BYTES`` of UTF-8, on a character boundary."""
+    raw = reason.encode()
+    if len(raw) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return raw[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")

@@ -23,6 +23,7 @@ from fanout.protocol.frames import (
     Unsubscribe,
     decode_binary,
     decode_text,
+    personal_room,
 )
 
 
@@ -146,6 +147,14 @@ async def _request(
         await consumer.on_subscribe(frame.room)
         await consumer.join(frame.room, frame.since)
         return None
+    # Reading a room without subscribing needs what subscribing needs: the grant (above),
+    # the application's on_subscribe, and a personal room only one's own.
+    if frame.room.startswith(PERSONAL_PREFIX):
+        subject = consumer.access.subject
+        if subject is None or frame.room != personal_room(subject):
+            _not_personal(frame.room, "read")
+    else:
+        await consumer.on_subscribe(frame.room)
     hub = consumer.hub
     if isinstance(frame, HistoryRequest):
         found = await hub.history(frame.room, limit=frame.limit, since=frame.since)

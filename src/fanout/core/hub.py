@@ -323,9 +323,14 @@ class Hub:
         ``limit`` after offset ``since``."""
         room = self.check_room(room)
         retention = self.limits.rooms.retention(room)
+        head = await self._broker_call(self.broker.history(room, None, retention=retention))
         if since is None:
-            head = await self._broker_call(self.broker.history(room, None, retention=retention))
             since = max(head.first_kept - 1, head.latest - limit)
+        elif since > head.latest:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"'since' {since} is beyond the room's latest offset {head.latest}",
+            )
         found = await self._broker_call(
             self.broker.history(room, since, limit=limit, retention=retention)
         )

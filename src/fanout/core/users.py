@@ -7,6 +7,7 @@ act on the connections found here.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,15 +18,18 @@ from fanout.protocol import server_frames
 from fanout.protocol.codes import CloseCode
 from fanout.protocol.errors import ProtocolViolation
 
+log = logging.getLogger("fanout.users")
+
 
 class Users:
-    __slots__ = ("_by_user", "max_per_user", "revocations")
+    __slots__ = ("_by_user", "dropped_revocations", "max_per_user", "revocations")
 
     def __init__(self, *, max_per_user: int, max_revocations: int) -> None:
         if max_per_user < 0:
             raise ValueError("max_connections_per_user must be >= 0 (0: no limit)")
         self.max_per_user = max_per_user
         self.revocations = Revocations(max_revocations)
+        self.dropped_revocations = 0
         self._by_user: dict[str, set[Connection]] = {}
 
     def __len__(self) -> int:
@@ -64,8 +68,14 @@ class Users:
         """Act on this node's connections; how many were affected. ``leave(conn, room)``
         takes a connection out of a room."""
         if event.kind is ControlKind.REVOKE:
-            if event.until is not None:
-                self.revocations.add(event.key, event.until, time.time())
+            if event.until is not None and not self.revocations.add(
+                event.key, event.until, time.time()
+            ):
+                self.dropped_revocations += 1
+                log.warning(
+                    "revocation table full (%d): the revocations ending soonest were dropped",
+                    self.revocations.max_entries,
+                )
             targets = self._revoked_targets(event)
             reason = event.reason or "revoked"
         else:
@@ -79,7 +89,7 @@ class Users:
                 conn.enqueue(server_frames.unsubscribed(room, reason))
             return len(hit)
         for conn in targets:
-            conn.close(CloseCode.DISCONNECTED, reason[:120])
+            conn.close(CloseCode.DISCONNECTED, reason)
         return len(targets)
 
     def _revoked_targets(self, event: ControlEvent) -> list[Connection]:

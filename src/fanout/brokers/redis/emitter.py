@@ -37,8 +37,10 @@ from fanout.brokers.redis.publish import PUBLISH, publish, redis_errors
 from fanout.core.broker import Published
 from fanout.core.publishing import PublishRules
 from fanout.core.room_options import RoomRules
+from fanout.protocol.codes import ErrorCode
 from fanout.protocol.envelope import Payload
-from fanout.protocol.errors import BrokerTimeout, ConfigError, StateError
+from fanout.protocol.errors import BrokerTimeout, ConfigError, InvalidPublish, StateError
+from fanout.protocol.frames import personal_room
 from fanout.settings import Settings
 
 SCHEMES = ("redis", "rediss")
@@ -69,6 +71,12 @@ def emitter_options(url: str, settings: Settings) -> tuple[RedisBrokerOptions, P
     except ValueError as exc:
         raise ConfigError(str(exc).replace(url, _redacted(url))) from None
     return options, rules
+
+
+def _personal(user: str) -> str:
+    if not isinstance(user, str) or not user:
+        raise InvalidPublish(ErrorCode.BAD_FRAME, "'user' must be a non-empty string")
+    return personal_room(user)
 
 
 def _redacted(url: str) -> str:
@@ -122,6 +130,12 @@ class Emitter:
         with redis_errors("publish", self._target, self.options.timeout_s):
             retention = self.rooms.retention(room)
             return await publish(commands, self.options, room, data, id, retention)
+
+    async def publish_to_user(
+        self, user: str, data: Payload, *, id: str | None = None
+    ) -> Published:
+        """Publish to every connection of ``user`` on every node (its personal room)."""
+        return await self.publish(_personal(user), data, id=id)
 
     def _link(self) -> CommandLink:
         loop = asyncio.get_running_loop()
@@ -185,6 +199,10 @@ class SyncEmitter:
         loop, emitter = self._running()
         done = asyncio.run_coroutine_threadsafe(emitter.publish(room, data, id=id), loop)
         return self._wait(done, "publish")
+
+    def publish_to_user(self, user: str, data: Payload, *, id: str | None = None) -> Published:
+        """As ``Emitter.publish_to_user``, blocking."""
+        return self.publish(_personal(user), data, id=id)
 
     def close(self) -> None:
         """Close the connection and stop the thread; later publishes raise StateError.
