@@ -328,3 +328,12 @@ def test_a_sync_emitter_keeps_working_in_a_process_forked_after_it_published(
 
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.split() == ["1", "2", "3"]
+
+
+def test_the_emitter_publishes_to_a_users_personal_room(redis_server: RedisServer) -> None:
+    with fanout.SyncEmitter(redis_server.url) as emitter:
+        first = emitter.publish_to_user("alice", {"invoice": 1}, id="inv-1")
+        again = emitter.publish("@alice", {"invoice": 1}, id="inv-1")
+        assert (again.offset, again.duplicate) == (first.offset, True)
+        with pytest.raises(fanout.InvalidPublish, match="'user'"):
+            emitter.publish_to_user("", 1)
