@@ -154,13 +154,19 @@ async def test_a_redis_that_went_back_in_time_makes_a_new_epoch_not_reused_offse
         await node.close()
 
 
+def _cluster_node_args() -> list[str]:
+    # The bus port is the port + 10000 unless given: name a free one, so any port works.
+    return ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-port", str(free_port())]  # fmt: skip
+
+
 def test_a_node_pointed_at_a_redis_cluster_refuses_to_start_with_the_reason(
     tmp_path: Path,
 ) -> None:
     """Never a silently partial hub: a cluster would give this node only some rooms."""
     cluster = RedisServer(
         tmp_path / "cluster",
-        extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+        extra_args=_cluster_node_args(),
     )
     with cluster:
         log = tmp_path / "node.log"
@@ -188,7 +194,7 @@ async def test_a_broker_that_finds_a_cluster_node_after_start_reports_it_and_ref
         cluster = RedisServer(
             tmp_path / "cluster",
             port=port,
-            extra_args=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+            extra_args=_cluster_node_args(),
         )
         with cluster:
             async with asyncio.timeout(15):
