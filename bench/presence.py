@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import results_md
-from fanout.brokers.redis.options import RedisBrokerOptions
+from fanout.asgi.wiring import redis_broker_options
 from fanout.brokers.redis.presence import REFRESH_BATCH, SWEEP_BATCH, RedisPresence
 from fanout.core.presence import Member, PresenceLimits, PresenceStats
 from fanout.settings import Settings
@@ -75,9 +75,8 @@ async def _windowed(
 
 class Bench:
     def __init__(self, port: int, window: int, queries: int) -> None:
-        options = RedisBrokerOptions.from_settings(
-            Settings(redis_timeout_s=10.0), url=f"redis://{HOST}:{port}/0"
-        )
+        url = f"redis://{HOST}:{port}/0"
+        options = redis_broker_options(Settings(redis_timeout_s=10.0), url)
         limits = PresenceLimits(ttl_s=TTL_S)
         self.port = port
         self.window = window

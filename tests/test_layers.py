@@ -29,15 +29,6 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"protocol", "backoff"},
     "lab": {"protocol"},
 }
-# Single modules allowed one part more than their package, and why.
-EXCEPTIONS: dict[str, set[str]] = {
-    # The emitter is an entry point an application builds from ``fanout.Settings`` (in a
-    # process with no node, so no wiring); settings import nothing, so no cycle follows.
-    "brokers/redis/emitter.py": {"settings"},
-    # The one mapping from settings to the Redis options, shared by the nodes' wiring
-    # and by emitters (which have no wiring).
-    "brokers/redis/options.py": {"settings"},
-}
 # The top: they wire everything together and may import any part.
 WIRING = ("cli", "__init__")
 SERVER = ("protocol", "core", "brokers", "auth", "apps", "asgi")
@@ -83,7 +74,7 @@ def test_each_part_imports_only_the_parts_below_it() -> None:
         if part in WIRING:
             continue
         assert part in ALLOWED, f"{name}: a part of the package the layers do not name"
-        allowed = ALLOWED[part] | {part} | EXCEPTIONS.get(name, set())
+        allowed = ALLOWED[part] | {part}
         bad = [
             module
             for module in sorted(imports)
@@ -107,7 +98,7 @@ def test_only_the_redis_broker_imports_redis_code() -> None:
     wrong = {
         name: sorted(m for m in imports if m == "hiredis" or m.startswith("fanout.brokers.redis"))
         for name, imports in _modules().items()
-        if not name.startswith("brokers/redis/") and not name.startswith("asgi/wiring")
+        if not name.startswith(("brokers/redis/", "asgi/wiring", "asgi/emitters"))
     }
     assert {name: found for name, found in wrong.items() if found} == {}
 

@@ -22,9 +22,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from fanout.asgi.app import create_app as create_app
     from fanout.asgi.embed import Hub as Hub
+    from fanout.asgi.emitters import Emitter as Emitter
+    from fanout.asgi.emitters import SyncEmitter as SyncEmitter
     from fanout.auth.identity import Identity as Identity
-    from fanout.brokers.redis.emitter import Emitter as Emitter
-    from fanout.brokers.redis.emitter import SyncEmitter as SyncEmitter
     from fanout.core.broker import Published as Published
     from fanout.core.consumer import ConnectionInfo as ConnectionInfo
     from fanout.core.consumer import Consumer as Consumer
@@ -39,8 +39,8 @@ _EXPORTS = {
     "create_app": "fanout.asgi.app",
     "Hub": "fanout.asgi.embed",
     "Identity": "fanout.auth.identity",
-    "Emitter": "fanout.brokers.redis.emitter",
-    "SyncEmitter": "fanout.brokers.redis.emitter",
+    "Emitter": "fanout.asgi.emitters",
+    "SyncEmitter": "fanout.asgi.emitters",
     "Published": "fanout.core.broker",
     "ConnectionInfo": "fanout.core.consumer",
     "Consumer": "fanout.core.consumer",

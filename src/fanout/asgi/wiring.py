@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from fanout.auth.handshake import Gate
 from fanout.auth.origin import OriginPolicy
@@ -31,6 +32,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from fanout.brokers.memory import MemoryBrokerLimits
+    from fanout.brokers.redis.emitter import EmitterConfig
     from fanout.brokers.redis.options import RedisBrokerOptions
 
 
@@ -44,11 +46,7 @@ def hub_limits(settings: Settings) -> HubLimits:
         max_revocations=settings.max_revocations,
         rooms=_checked(RoomRules, settings.room_options),
         presence_refresh_s=settings.presence_refresh_s,
-        publish=_checked(
-            PublishRules,
-            max_message_bytes=settings.max_message_bytes,
-            room_pattern=settings.room_pattern,
-        ),
+        publish=publish_rules(settings),
         publish_timeout_s=settings.publish_timeout_s,
         close_timeout_s=settings.close_timeout_s,
         shutdown_flush_s=settings.shutdown_flush_s,
@@ -89,10 +87,70 @@ def memory_broker_limits(settings: Settings) -> MemoryBrokerLimits:
     )
 
 
-def redis_broker_options(settings: Settings) -> RedisBrokerOptions:
+def redis_broker_options(settings: Settings, url: str | None = None) -> RedisBrokerOptions:
+    """The Redis options ``settings`` describe (for ``url``, default ``settings.broker``):
+    the one mapping, for the nodes and for emitters."""
     from fanout.brokers.redis.options import RedisBrokerOptions
 
-    return _checked(RedisBrokerOptions.from_settings, settings)
+    return _checked(
+        RedisBrokerOptions,
+        url=settings.broker if url is None else url,
+        key_prefix=settings.redis_key_prefix,
+        history_max_messages=settings.history_max_messages,
+        history_max_bytes=settings.history_max_bytes,
+        idempotency_max_ids=settings.idempotency_max_ids,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        room_ttl_s=settings.redis_room_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+        health_interval_s=settings.redis_health_interval_s,
+        reconnect_max_s=settings.redis_reconnect_max_s,
+    )
+
+
+def publish_rules(settings: Settings) -> PublishRules:
+    return _checked(
+        PublishRules,
+        max_message_bytes=settings.max_message_bytes,
+        room_pattern=settings.room_pattern,
+    )
+
+
+def emitter_config(url: str, settings: Settings) -> EmitterConfig:
+    """What an emitter with these settings publishes with, as a node with them would:
+    ConfigError if it cannot work. The URL's password never appears in the error."""
+    from fanout.brokers.redis.emitter import EmitterConfig
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss"):
+        hint = (
+            " (a hub on the in-memory broker takes publishes through its HTTP API:"
+            " fanout publish --url)"
+            if url == "memory"
+            else ""
+        )
+        raise ConfigError(
+            "an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB"
+            f" or rediss://..., got {_redacted(url)!r}{hint}"
+        )
+    try:
+        return EmitterConfig(
+            options=redis_broker_options(settings, url),
+            rules=publish_rules(settings),
+            rooms=_checked(RoomRules, settings.room_options),
+        )
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(url, _redacted(url))) from None
+
+
+def _redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    return url.replace(f":{password}@", ":***@", 1)
 
 
 def _memory_broker(settings: Settings) -> Broker:

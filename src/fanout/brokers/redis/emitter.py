@@ -1,7 +1,7 @@
 """Publish into a hub's rooms from any process, with no fanout node running there.
 
-``Emitter`` (async) and ``SyncEmitter`` (blocking, for Celery tasks, Django views,
-scripts) write to the Redis the nodes share, through the same publish step as a node
+``RedisEmitter`` (async) and ``SyncRedisEmitter`` (blocking, for Celery tasks, Django
+views, scripts) write to the Redis the nodes share, through the same publish step as a node
 (``fanout.brokers.redis.publish``): offsets, history, idempotency by ``id`` and delivery
 to subscribers on every node are exactly those of a client's publish. Each publish is
 checked first by the hub's ``PublishRules`` (room, id, size) and refused with
@@ -14,9 +14,10 @@ answer raises a ``BrokerError`` (never a false success), and a retry with the sa
     with fanout.SyncEmitter("redis://127.0.0.1:6379/0") as emitter:
         emitter.publish("news", {"title": "hello"}, id="news-1")
 
-The settings (``fanout.Settings``) must be those of the hub's nodes where they matter:
+``fanout.Emitter`` and ``fanout.SyncEmitter`` (``fanout.asgi.emitters``) build these from
+``fanout.Settings``, which must be those of the hub's nodes where they matter:
 ``redis_key_prefix``, the history and idempotency limits, ``redis_room_ttl_s``,
-``max_message_bytes``, ``room_pattern``, ``redis_timeout_s``.
+``max_message_bytes``, ``room_pattern``, ``room_options``, ``redis_timeout_s``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import os
 import threading
 import weakref
 from concurrent.futures import Future
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from fanout.brokers.redis.commands import CommandLink
 from fanout.brokers.redis.options import RedisBrokerOptions
@@ -39,38 +40,21 @@ from fanout.core.publishing import PublishRules
 from fanout.core.room_options import RoomRules
 from fanout.protocol.codes import ErrorCode
 from fanout.protocol.envelope import Payload
-from fanout.protocol.errors import BrokerTimeout, ConfigError, InvalidPublish, StateError
+from fanout.protocol.errors import BrokerTimeout, InvalidPublish, StateError
 from fanout.protocol.frames import personal_room
-from fanout.settings import Settings
 
 SCHEMES = ("redis", "rediss")
 T = TypeVar("T")
 
 
-def emitter_options(url: str, settings: Settings) -> tuple[RedisBrokerOptions, PublishRules]:
-    """The broker options and publish rules ``settings`` describe for ``url``, as a node
-    with these settings has them (``fanout.asgi.wiring``); ConfigError if they cannot
-    work. The URL's password never appears in the error."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in SCHEMES:
-        hint = (
-            " (a hub on the in-memory broker takes publishes through its HTTP API:"
-            " fanout publish --url)"
-            if url == "memory"
-            else ""
-        )
-        raise ConfigError(
-            f"an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB"
-            f" or rediss://..., got {_redacted(url)!r}{hint}"
-        )
-    try:
-        options = RedisBrokerOptions.from_settings(settings, url)
-        rules = PublishRules(
-            max_message_bytes=settings.max_message_bytes, room_pattern=settings.room_pattern
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc).replace(url, _redacted(url))) from None
-    return options, rules
+@dataclass(frozen=True, slots=True)
+class EmitterConfig:
+    """What an emitter publishes with; ``fanout.asgi.wiring.emitter_config`` builds it
+    from ``fanout.Settings`` as the nodes' own wiring does."""
+
+    options: RedisBrokerOptions
+    rules: PublishRules
+    rooms: RoomRules  # the rooms' own history limits, as the nodes keep them
 
 
 def _personal(user: str) -> str:
@@ -79,32 +63,15 @@ def _personal(user: str) -> str:
     return personal_room(user)
 
 
-def _redacted(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return url
-    if not password:
-        return url
-    return url.replace(f":{password}@", ":***@", 1)
-
-
-class Emitter:
+class RedisEmitter:
     """Publishes through Redis from asyncio code; connects on the first publish.
 
     Use it on one event loop at a time (a publish on another loop opens a connection
     there). ``async with Emitter(url) as emitter:`` or ``await emitter.close()``.
     """
 
-    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
-        settings = settings or Settings()
-        self.options, self.rules = emitter_options(url, settings)
-        try:
-            # The rooms' own history sizes, as the nodes keep them.
-            self.rooms = RoomRules(settings.room_options)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    def __init__(self, config: EmitterConfig) -> None:
+        self.options, self.rules, self.rooms = config.options, config.rules, config.rooms
         self._target = self.options.target
         self._commands: CommandLink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,7 +119,7 @@ class Emitter:
         if commands is not None and self._loop is asyncio.get_running_loop():
             await commands.close()
 
-    async def __aenter__(self) -> Emitter:
+    async def __aenter__(self) -> RedisEmitter:
         return self
 
     async def __aexit__(
@@ -164,7 +131,7 @@ class Emitter:
         await self.close()
 
 
-class SyncEmitter:
+class SyncRedisEmitter:
     """Publishes through Redis from synchronous code: each call blocks until Redis
     answered (at most about twice ``redis_timeout_s``). The caller needs no event loop:
     one runs in a background thread, started on the first publish, and serves every
@@ -177,10 +144,9 @@ class SyncEmitter:
     ``with SyncEmitter(url) as emitter:`` or ``emitter.close()``.
     """
 
-    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
-        self._url = url
-        self._settings = settings
-        self._emitter = Emitter(url, settings=settings)  # ConfigError now, not later
+    def __init__(self, config: EmitterConfig) -> None:
+        self._config = config
+        self._emitter = RedisEmitter(config)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -211,7 +177,7 @@ class SyncEmitter:
             self._closed = True
         self._stop()
 
-    def _running(self) -> tuple[asyncio.AbstractEventLoop, Emitter]:
+    def _running(self) -> tuple[asyncio.AbstractEventLoop, RedisEmitter]:
         with self._lock:
             if self._closed:
                 raise StateError("SyncEmitter.publish after close()")
@@ -223,7 +189,7 @@ class SyncEmitter:
                     target=loop.run_forever, name="fanout-emitter", daemon=True
                 )
                 thread.start()
-                self._emitter = Emitter(self._url, settings=self._settings)
+                self._emitter = RedisEmitter(self._config)
                 self._loop, self._thread = loop, thread
                 _RUNNING.add(self)
             return self._loop, self._emitter
@@ -252,7 +218,7 @@ class SyncEmitter:
             done.cancel()
             raise BrokerTimeout(f"redis did not answer the {what} within {limit} s") from None
 
-    def __enter__(self) -> SyncEmitter:
+    def __enter__(self) -> SyncRedisEmitter:
         return self
 
     def __exit__(
@@ -267,7 +233,7 @@ class SyncEmitter:
 # The SyncEmitters whose thread runs, stopped before this process forks: a child that
 # inherited the loop would share its epoll instance with the parent, and its first
 # cleanup (a socket closed, a reader removed) would silence the parent's connection.
-_RUNNING: weakref.WeakSet[SyncEmitter] = weakref.WeakSet()
+_RUNNING: weakref.WeakSet[SyncRedisEmitter] = weakref.WeakSet()
 
 
 def _before_fork() -> None:

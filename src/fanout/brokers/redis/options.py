@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from fanout.settings import Settings
-
 
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
@@ -75,23 +73,6 @@ class RedisBrokerOptions:
             raise ValueError("redis timeouts and intervals must be > 0")
         if not self.key_prefix or any(c in self.key_prefix for c in "{}\n "):
             raise ValueError("key_prefix must be non-empty, without braces, spaces or newlines")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, url: str | None = None) -> RedisBrokerOptions:
-        """The options ``settings`` describe (for ``url``, default ``settings.broker``):
-        the one mapping from settings, used by the nodes' wiring and by emitters."""
-        return cls(
-            url=settings.broker if url is None else url,
-            key_prefix=settings.redis_key_prefix,
-            history_max_messages=settings.history_max_messages,
-            history_max_bytes=settings.history_max_bytes,
-            idempotency_max_ids=settings.idempotency_max_ids,
-            idempotency_ttl_s=settings.idempotency_ttl_s,
-            room_ttl_s=settings.redis_room_ttl_s,
-            timeout_s=settings.redis_timeout_s,
-            health_interval_s=settings.redis_health_interval_s,
-            reconnect_max_s=settings.redis_reconnect_max_s,
-        )
 
     @property
     def target(self) -> RedisTarget:
