@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import http.client
 import json
 import os
 import sys
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
-from fanout.settings import Settings, parse_value
+from fanout.cli.settings_flags import add_settings_flags
+from fanout.settings import Settings
 
 # The settings a publish through Redis depends on: they must be the nodes' settings.
 EMITTER_SETTINGS = (
@@ -123,36 +122,13 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help="with --url, give up on the hub's answer after this long (default: 10)",
     )
-    _add_settings_flags(pub)
-    pub.set_defaults(handler=run)
-
-
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
+    add_settings_flags(
+        pub,
         "settings for --broker",
         "must match the nodes' (each also read from FANOUT_<NAME> in the environment)",
+        EMITTER_SETTINGS,
     )
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-    for name in EMITTER_SETTINGS:
-        f = fields[name]
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            metavar=type(f.default).__name__.upper(),
-            type=_converter(f),
-            help=f"{f.metadata.get('help', '')} (default: {f.default})",
-        )
-
-
-def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        try:
-            return parse_value(f, raw)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-
-    return convert
+    pub.set_defaults(handler=run)
 
 
 def _seconds(raw: str) -> float:

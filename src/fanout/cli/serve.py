@@ -5,50 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from fanout.settings import Settings, parse_value
+from fanout.cli.settings_flags import add_settings_flags
+from fanout.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-
-def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        try:
-            return parse_value(f, raw)
-        except ValueError as exc:
-            # argparse prints the message of ArgumentTypeError, not of ValueError.
-            raise argparse.ArgumentTypeError(str(exc)) from exc
-
-    return convert
-
-
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "settings", "each also read from FANOUT_<NAME> in the environment"
-    )
-    for f in dataclasses.fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if isinstance(f.default, bool):
-            group.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                default=None,
-                metavar=type(f.default).__name__.upper(),
-                type=_converter(f),
-                help=help_text,
-            )
 
 
 def _worker_count(raw: str) -> int:
@@ -82,7 +45,7 @@ def add_parser(commands: Any) -> None:
         " than 1 needs --broker redis://HOST:PORT/DB, since with the in-memory broker each"
         " worker would be a separate hub",
     )
-    _add_settings_flags(serve)
+    add_settings_flags(serve, "settings", "each also read from FANOUT_<NAME> in the environment")
     serve.set_defaults(handler=run)
 
 
