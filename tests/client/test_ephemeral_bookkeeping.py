@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosedError
 
-from fanout.backoff import Backoff
 from fanout.client import (
     Dropped,
     Ephemeral,
@@ -23,19 +21,13 @@ from fanout.client import (
     Rejected,
     wire,
 )
-from fanout.client.auth import TokenKeeper
-from fanout.client.buffer import EventBuffer
 from fanout.client.connect import Link
 from fanout.client.ephemeral import EphemeralSends
 from fanout.client.events import Event
-from fanout.client.publishes import PendingPublishes, encode_publish
-from fanout.client.receiver import Receiver
-from fanout.client.requests import PendingRequests
-from fanout.client.sender import Sender
-from fanout.client.subscriptions import Subscriptions
+from fanout.client.publishes import encode_publish
 from fanout.protocol import server_frames
-from fanout.protocol.envelope import OutFrame
 from fanout.protocol.frames import Publish, decode_binary, decode_text
+from tests.client.wired import Wired
 
 
 class FakeSocket:
@@ -56,48 +48,13 @@ def link(number: int = 1) -> tuple[Link, FakeSocket]:
     return Link(cast(ClientConnection, socket), number), socket
 
 
-class Bookkeeping:
-    """The receiver and what it feeds, as the client wires them, without a connection."""
-
-    def __init__(self) -> None:
-        self.subs = Subscriptions()
-        self.ephemeral = EphemeralSends()
-        publishes = PendingPublishes()
-        requests = PendingRequests()
-        auth = TokenKeeper(None, None)
-        sender = Sender(
-            subs=self.subs,
-            publishes=publishes,
-            requests=requests,
-            auth=auth,
-            events=EventBuffer(10),
-            backoff=Backoff(0.1, 1.0),
-            publish_timeout_s=5.0,
-        )
-        self.receiver = Receiver(
-            subs=self.subs,
-            publishes=publishes,
-            auth=auth,
-            sender=sender,
-            requests=requests,
-            ephemeral=self.ephemeral,
-        )
+class Bookkeeping(Wired):
+    """The wired bookkeeping, with this file's way of subscribing."""
 
     def subscribe(self, room: str, epoch: str = "e1", offset: int = 0) -> None:
         self.subs.tracker.add(room)
         self.subs.sending(room, 1)
         self.feed_frame(server_frames.subscribed(room, epoch, offset, recovered=False))
-
-    def feed_frame(self, frame: OutFrame) -> list[Event]:
-        """A frame the hub's own encoders made."""
-        raw = frame.payload.decode() if frame.is_text else frame.payload
-        return self.receiver.received(raw)
-
-    def feed(self, *frames: dict[str, object]) -> list[Event]:
-        events: list[Event] = []
-        for frame in frames:
-            events += self.receiver.received(orjson.dumps(frame).decode())
-        return events
 
 
 def test_an_ephemeral_message_is_its_own_event_and_moves_no_position() -> None:

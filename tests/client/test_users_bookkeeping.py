@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from fanout.backoff import Backoff
 from fanout.client import (
     Gap,
     History,
@@ -28,15 +27,9 @@ from fanout.client import (
     Unsubscribed,
     wire,
 )
-from fanout.client.auth import TokenKeeper
-from fanout.client.buffer import EventBuffer
 from fanout.client.connect import closed_for_good, handshake_url
-from fanout.client.events import Event
-from fanout.client.publishes import PendingPublishes
-from fanout.client.receiver import Receiver
-from fanout.client.requests import A, PendingRequest, PendingRequests
-from fanout.client.sender import Sender
-from fanout.client.subscriptions import Subscriptions, check_room
+from fanout.client.requests import A, PendingRequest
+from fanout.client.subscriptions import check_room
 from fanout.protocol.frames import (
     HistoryRequest,
     PresenceRequest,
@@ -44,40 +37,13 @@ from fanout.protocol.frames import (
     decode_text,
     parse_since,
 )
+from tests.client.wired import Wired
 
 ALICE = {"user": "alice", "conn": "n1-1", "node": "n1", "joined_at": 1700000000500, "info": {}}
 
 
-class Bookkeeping:
-    """The receiver and what it feeds, as the client wires them, without a connection."""
-
-    def __init__(self) -> None:
-        self.subs = Subscriptions()
-        self.requests = PendingRequests()
-        publishes = PendingPublishes()
-        auth = TokenKeeper(None, None)
-        sender = Sender(
-            subs=self.subs,
-            publishes=publishes,
-            requests=self.requests,
-            auth=auth,
-            events=EventBuffer(10),
-            backoff=Backoff(0.1, 1.0),
-            publish_timeout_s=5.0,
-        )
-        self.receiver = Receiver(
-            subs=self.subs,
-            publishes=publishes,
-            auth=auth,
-            sender=sender,
-            requests=self.requests,
-        )
-
-    def feed(self, *frames: dict[str, object]) -> list[Event]:
-        events: list[Event] = []
-        for frame in frames:
-            events += self.receiver.received(orjson.dumps(frame).decode())
-        return events
+class Bookkeeping(Wired):
+    """The wired bookkeeping, with this file's way of subscribing."""
 
     def subscribe(self, room: str, connection: int = 1) -> None:
         """The application subscribed ``room`` and the subscribe went out."""
