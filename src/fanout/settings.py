@@ -184,6 +184,12 @@ class Settings:
     redis_reconnect_max_s: float = _opt(
         2.0, "reconnect attempts to Redis back off (jittered) up to this delay"
     )
+    redis_ack_replicas: int = _opt(
+        1,
+        "a publish is acked once this many replicas of its Redis master have it (fewer if"
+        " the master has fewer), so a failover cannot take an acked message back; 0: ack"
+        " on the master's word",
+    )
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:

@@ -104,6 +104,7 @@ def redis_broker_options(settings: Settings, url: str | None = None) -> RedisBro
         timeout_s=settings.redis_timeout_s,
         health_interval_s=settings.redis_health_interval_s,
         reconnect_max_s=settings.redis_reconnect_max_s,
+        ack_replicas=settings.redis_ack_replicas,
     )
 
 
@@ -121,7 +122,7 @@ def emitter_config(url: str, settings: Settings) -> EmitterConfig:
     from fanout.brokers.redis.emitter import EmitterConfig
 
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in ("redis", "rediss"):
+    if scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         hint = (
             " (a hub on the in-memory broker takes publishes through its HTTP API:"
             " fanout publish --url)"
@@ -129,8 +130,8 @@ def emitter_config(url: str, settings: Settings) -> EmitterConfig:
             else ""
         )
         raise ConfigError(
-            "an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB"
-            f" or rediss://..., got {_redacted(url)!r}{hint}"
+            "an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB,"
+            " rediss://... or redis+sentinel://HOST:PORT/MASTER_NAME/DB, got {_redacted(url)!r}{hint}"
         )
     try:
         return EmitterConfig(
@@ -209,6 +210,18 @@ BROKERS: dict[str, BrokerScheme] = {
     ),
     "rediss": BrokerScheme(
         "rediss://[:PASSWORD@]HOST:PORT/DB", _redis_broker, _redis_presence, _redis_label
+    ),
+    "redis+sentinel": BrokerScheme(
+        "redis+sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME/DB",
+        _redis_broker,
+        _redis_presence,
+        _redis_label,
+    ),
+    "rediss+sentinel": BrokerScheme(
+        "rediss+sentinel://HOST:PORT[,HOST:PORT]/MASTER_NAME/DB",
+        _redis_broker,
+        _redis_presence,
+        _redis_label,
     ),
 }
 

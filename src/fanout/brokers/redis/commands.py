@@ -5,6 +5,10 @@ the order commands were written, so many publishes in flight share one connectio
 and one round trip (Redis runs them one at a time anyway). A call that gets no reply
 within ``timeout_s`` fails, and so does the connection: a Redis that does not answer
 one command will not answer the ones queued behind it. The next call reconnects.
+
+``run(..., replicas=n)`` acks a script's write only once ``n`` replicas have it: one
+``WAIT`` per event-loop turn covers every write answered on the connection before it
+(a group commit), so waiting costs a replica round trip per batch, not per publish.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from fanout.brokers.redis.resp import (
     CommandError,
     LinkError,
     ReplyReader,
+    TransientError,
     auth_command,
     encode_command,
     open_stream,
+    reply_error,
 )
 
 # Above this many unsent bytes a caller waits for the socket before adding more.
@@ -50,6 +56,8 @@ class _Connection:
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.task: asyncio.Task[None] | None = None
         self.closed = False
+        # The WAIT that the next loop turn sends, shared by the writes answered before it.
+        self.barrier: asyncio.Future[Any] | None = None
 
     async def read_replies(self) -> None:
         replies = ReplyReader(self.reader)
@@ -66,6 +74,13 @@ class _Connection:
             self.fail(exc if isinstance(exc, LinkError) else LinkError(f"redis link lost: {exc}"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+
+    def loop_future(self, *, ignored: bool = False) -> asyncio.Future[Any]:
+        """A reply's future; ``ignored``: nobody may await its failure."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if ignored:
+            future.add_done_callback(_retrieve)
+        return future
 
     def fail(self, exc: LinkError) -> None:
         """The connection is over: whatever was sent has an unknown outcome."""
@@ -90,29 +105,79 @@ class CommandLink:
         self._conn: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
-    async def call(self, *args: str | bytes | int) -> Any:
-        """The reply of one command; raises CommandError, LinkError or TimeoutError."""
+    async def call(self, *args: str | bytes | int, asking: bool = False) -> Any:
+        """The reply of one command; raises what ``resp.reply_error`` makes of an error
+        reply (CommandError, TransientError, Redirect), LinkError or TimeoutError.
+        ``asking``: preceded by ASKING (a slot being imported by this node)."""
+        _, reply = await self._call(args, asking)
+        return reply
+
+    async def _call(self, args: tuple[str | bytes | int, ...], asking: bool) -> tuple[Any, Any]:
+        """(the connection that answered, the reply)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 conn = await self._connection()
+                if asking:
+                    self._write(conn, ("ASKING",), conn.loop_future(ignored=True))
                 reply = await self._send(conn, args)
         except TimeoutError:
             self._drop(f"redis did not answer within {self._timeout_s} s")
             raise
         if isinstance(reply, hiredis.ReplyError):
-            raise CommandError(str(reply))
-        return reply
+            raise reply_error(str(reply))
+        return conn, reply
 
     async def run(
-        self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int]
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int],
+        *,
+        asking: bool = False,
+        replicas: int = 0,
     ) -> Any:
+        """The script's reply; with ``replicas``, only once that many replicas have its
+        writes (TransientError if they do not within half ``timeout_s``)."""
         try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            conn, reply = await self._call(("EVALSHA", script.sha, len(keys), *keys, *args), asking)
         except CommandError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        # Not run: Redis did not know the script (first call, or Redis restarted).
-        return await self.call("EVAL", script.text, len(keys), *keys, *args)
+            # Not run: Redis did not know the script (first call, or Redis restarted).
+            conn, reply = await self._call(("EVAL", script.text, len(keys), *keys, *args), asking)
+        if replicas > 0:
+            await self._replicated(conn, replicas)
+        return reply
+
+    async def _replicated(self, conn: _Connection, replicas: int) -> None:
+        if conn.closed or self._conn is not conn:
+            raise LinkError("redis link lost before the write was confirmed on a replica")
+        barrier = conn.barrier
+        if barrier is None:
+            barrier = conn.barrier = conn.loop_future(ignored=True)
+            asyncio.get_running_loop().call_soon(self._send_wait, conn, barrier, replicas)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                acked = await asyncio.shield(barrier)
+        except TimeoutError:
+            self._drop(f"redis did not answer WAIT within {self._timeout_s} s")
+            raise
+        if isinstance(acked, hiredis.ReplyError):
+            raise reply_error(str(acked))
+        if int(acked) < replicas:
+            raise TransientError(
+                f"NOREPLICAS the write reached the master but {acked} of {replicas} replicas"
+                " confirmed it in time; retry with the same id"
+            )
+
+    def _send_wait(self, conn: _Connection, barrier: asyncio.Future[Any], replicas: int) -> None:
+        conn.barrier = None
+        if conn.closed:
+            barrier.set_exception(LinkError("redis link lost"))
+            return
+        # Answered before our own timeout, so a replica that lags fails the publish
+        # without dropping the connection.
+        self._write(conn, ("WAIT", replicas, int(self._timeout_s * 500)), barrier)
 
     async def close(self) -> None:
         if self._connecting is not None:
@@ -122,12 +187,20 @@ class CommandLink:
     async def _send(self, conn: _Connection, args: tuple[str | bytes | int, ...]) -> Any:
         if conn.closed:
             raise LinkError("redis link lost")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.waiting.append(future)
-        conn.writer.write(encode_command(*(str(a) if isinstance(a, int) else a for a in args)))
+        future = conn.loop_future()
+        self._write(conn, args, future)
         if conn.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             await conn.writer.drain()
         return await future
+
+    @staticmethod
+    def _write(
+        conn: _Connection, args: tuple[str | bytes | int, ...], future: asyncio.Future[Any]
+    ) -> None:
+        """Send one command whose reply will complete ``future`` (an ignored one for
+        ASKING: its +OK is read and dropped)."""
+        conn.waiting.append(future)
+        conn.writer.write(encode_command(*(str(a) if isinstance(a, int) else a for a in args)))
 
     async def _connection(self) -> _Connection:
         conn = self._conn
@@ -171,7 +244,7 @@ class CommandLink:
                 conn.task.cancel()
 
 
-def _retrieve(future: asyncio.Future[_Connection]) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a failed connect as seen; the caller that awaited it got the error."""
     if not future.cancelled():
         future.exception()

@@ -1,7 +1,8 @@
 """Control events through Redis: one channel every node listens to, and the kept
 revocations (a hash of ``user:<id>`` / ``jti:<id>`` -> until, pruned as read).
 
-- ``PREFIX:control``    pub/sub channel: a control event's JSON per message
+- ``PREFIX:control``    pub/sub channel (a shard channel on a cluster): a control
+                        event's JSON per message
 - ``PREFIX:revoked``    hash: revocation key -> unix seconds it lasts until
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from fanout.brokers.redis.commands import CommandLink
+from fanout.brokers.redis.router import Router
 from fanout.core.control import ControlEvent, ControlKind
 
 
@@ -21,16 +22,17 @@ def _revoked(prefix: str) -> str:
     return f"{prefix}:revoked"
 
 
-async def send(commands: CommandLink, prefix: str, event: ControlEvent) -> None:
+async def send(router: Router, prefix: str, event: ControlEvent) -> None:
     """Keep a revocation, then tell every node (raises what the link raises)."""
     if event.kind is ControlKind.REVOKE and event.until is not None:
-        await commands.call("HSET", _revoked(prefix), event.key, repr(event.until))
-    await commands.call("PUBLISH", control_channel(prefix), event.to_json())
+        await router.call(_revoked(prefix), "HSET", _revoked(prefix), event.key, repr(event.until))
+    await router.publish(control_channel(prefix), event.to_json())
 
 
-async def kept_revocations(commands: CommandLink, prefix: str) -> list[ControlEvent]:
+async def kept_revocations(router: Router, prefix: str) -> list[ControlEvent]:
     """The revocations still in force; expired ones are removed from Redis."""
-    flat: list[bytes] = await commands.call("HGETALL", _revoked(prefix))
+    revoked = _revoked(prefix)
+    flat: list[bytes] = await router.call(revoked, "HGETALL", revoked)
     now = time.time()
     events: list[ControlEvent] = []
     expired: list[bytes] = []
@@ -43,5 +45,5 @@ async def kept_revocations(commands: CommandLink, prefix: str) -> list[ControlEv
         user, jti = (name, None) if kind == "user" else (None, name)
         events.append(ControlEvent(ControlKind.REVOKE, user=user, jti=jti, until=until))
     if expired:
-        await commands.call("HDEL", _revoked(prefix), *expired)
+        await router.call(revoked, "HDEL", revoked, *expired)
     return events

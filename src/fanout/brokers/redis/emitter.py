@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from fanout.brokers.redis.commands import CommandLink
 from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.publish import PUBLISH, publish, redis_errors
+from fanout.brokers.redis.router import Router
 from fanout.core.broker import Published
 from fanout.core.publishing import PublishRules
 from fanout.core.room_options import RoomRules
@@ -43,7 +43,6 @@ from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import BrokerTimeout, InvalidPublish, StateError
 from fanout.protocol.frames import personal_room
 
-SCHEMES = ("redis", "rediss")
 T = TypeVar("T")
 
 
@@ -73,7 +72,7 @@ class RedisEmitter:
     def __init__(self, config: EmitterConfig) -> None:
         self.options, self.rules, self.rooms = config.options, config.rules, config.rooms
         self._target = self.options.target
-        self._commands: CommandLink | None = None
+        self._commands: Router | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -104,11 +103,16 @@ class RedisEmitter:
         """Publish to every connection of ``user`` on every node (its personal room)."""
         return await self.publish(_personal(user), data, id=id)
 
-    def _link(self) -> CommandLink:
+    def _link(self) -> Router:
         loop = asyncio.get_running_loop()
         if self._commands is None or self._loop is not loop:
             # Commands are never re-sent by the link: a caller retries by id.
-            self._commands = CommandLink(self._target, self.options.timeout_s, scripts=[PUBLISH])
+            self._commands = Router(
+                self._target,
+                self.options.timeout_s,
+                scripts=[PUBLISH],
+                ack_replicas=self.options.ack_replicas,
+            )
             self._loop = loop
         return self._commands
 

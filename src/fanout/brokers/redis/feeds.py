@@ -29,6 +29,7 @@ class Feed:
     """One attached room: where its stream stands on this node."""
 
     __slots__ = (
+        "address",
         "again",
         "backlog",
         "catching_up",
@@ -45,6 +46,8 @@ class Feed:
     def __init__(self, room: str, channel: bytes, loop: asyncio.AbstractEventLoop) -> None:
         self.room = room
         self.channel = channel
+        # The Redis master whose pub/sub link carries this room's channel.
+        self.address: tuple[str, int] | None = None
         self.epoch = ""
         self.last = 0
         # Live messages held back while the room is not in sequence yet (None: in sequence).

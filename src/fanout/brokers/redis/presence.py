@@ -33,10 +33,11 @@ from typing import Any
 import orjson
 
 from fanout.brokers.redis import presence_scripts
-from fanout.brokers.redis.commands import CommandLink, Script
+from fanout.brokers.redis.commands import Script
 from fanout.brokers.redis.layout import PresenceKeys
 from fanout.brokers.redis.options import RedisBrokerOptions
 from fanout.brokers.redis.publish import redis_errors
+from fanout.brokers.redis.router import Router
 from fanout.core.presence import Member, PresenceLimits, PresenceStats
 from fanout.protocol.errors import StateError
 
@@ -68,11 +69,11 @@ class RedisPresence:
         self.limits = limits
         self._target = options.target
         self._ttl_ms = max(1, round(limits.ttl_s * 1000))
-        self._commands: CommandLink | None = None
+        self._commands: Router | None = None
 
     async def start(self) -> None:
         # Connects on the first call; a Redis that is down at start is an error then.
-        self._commands = CommandLink(self._target, self.options.timeout_s, scripts=SCRIPTS)
+        self._commands = Router(self._target, self.options.timeout_s, scripts=SCRIPTS)
 
     async def close(self) -> None:
         if self._commands is not None:
@@ -94,9 +95,10 @@ class RedisPresence:
         keys = self._keys(room)
         with self._calling("presence members") as commands:
             now, roster = await asyncio.gather(
-                commands.run(_SWEEP, keys, [SWEEP_BATCH]), commands.call("HGETALL", keys[0])
+                commands.run(_SWEEP, keys, [SWEEP_BATCH]),
+                commands.call(keys[0], "HGETALL", keys[0]),
             )
-            expired = set(await commands.call("ZRANGE", keys[1], "-inf", now, "BYSCORE"))
+            expired = set(await commands.call(keys[1], "ZRANGE", keys[1], "-inf", now, "BYSCORE"))
         return [
             Member.from_json(orjson.loads(roster[i + 1]))
             for i in range(0, len(roster), 2)
@@ -127,7 +129,7 @@ class RedisPresence:
                     raise result
 
     @contextlib.contextmanager
-    def _calling(self, what: str) -> Iterator[CommandLink]:
+    def _calling(self, what: str) -> Iterator[Router]:
         if self._commands is None:
             raise StateError(f"RedisPresence: {what} before start() or after close()")
         with redis_errors(what, self._target, self.options.timeout_s):

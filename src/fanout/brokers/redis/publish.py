@@ -14,10 +14,11 @@ import secrets
 from collections.abc import Callable, Iterator
 
 from fanout.brokers.redis import scripts
-from fanout.brokers.redis.commands import CommandLink, Script
+from fanout.brokers.redis.commands import Script
 from fanout.brokers.redis.layout import RoomKeys, encode_data
 from fanout.brokers.redis.options import RedisBrokerOptions, RedisTarget
 from fanout.brokers.redis.resp import CommandError, LinkError
+from fanout.brokers.redis.router import Router
 from fanout.core.broker import Published, Retention
 from fanout.protocol.envelope import Payload
 from fanout.protocol.errors import BrokerRefused, BrokerTimeout, BrokerUnavailable
@@ -31,7 +32,7 @@ def new_epoch() -> str:
 
 
 async def publish(
-    commands: CommandLink,
+    router: Router,
     options: RedisBrokerOptions,
     room: str,
     data: Payload,
@@ -41,9 +42,10 @@ async def publish(
     """Store ``data`` in ``room``'s stream and publish it on the room's channel, in one
     atomic script; a ``msg_id`` the room still remembers returns its first offset
     (``duplicate``) and stores nothing. Raises what ``commands`` raises (see
-    ``redis_errors``)."""
+    ``redis_errors``). Acked once a replica has it (``Router.run(replicated=True)``)."""
     keys = RoomKeys.of(options.key_prefix, room)
     kind, raw = encode_data(data)
+    topology = await router.current()
     args: list[str | bytes | int] = [
         new_epoch(),
         int(options.room_ttl_s * 1000),
@@ -56,8 +58,9 @@ async def publish(
         int(options.idempotency_ttl_s * 1000),
         keys.channel,
         age_ms(retention),
+        "SPUBLISH" if topology.cluster else "PUBLISH",
     ]
-    epoch, offset, duplicate = await commands.run(PUBLISH, keys.all(), args)
+    epoch, offset, duplicate = await router.run(PUBLISH, keys.all(), args, replicated=True)
     return Published(epoch.decode(), int(offset), duplicate=bool(duplicate))
 
 

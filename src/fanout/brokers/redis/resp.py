@@ -15,7 +15,7 @@ from typing import Any
 import hiredis
 
 from fanout.brokers.redis.options import RedisTarget
-from fanout.protocol.errors import BrokerRefused, BrokerUnavailable
+from fanout.protocol.errors import BrokerError, BrokerRefused, BrokerUnavailable
 
 _READ_CHUNK = 256 * 1024
 
@@ -25,7 +25,41 @@ class LinkError(BrokerUnavailable):
 
 
 class CommandError(BrokerRefused):
-    """Redis answered a command with an error (OOM, NOSCRIPT, WRONGPASS, ...)."""
+    """Redis answered a command with an error retrying cannot fix (a script error, a
+    wrong type, WRONGPASS, a SELECT on a cluster, ...)."""
+
+
+class TransientError(BrokerUnavailable):
+    """Redis answered with an error that passes (CLUSTERDOWN, TRYAGAIN, LOADING, a
+    master turned replica, out of memory, ...): the command did not run; retry."""
+
+
+class Redirect(BrokerUnavailable):
+    """MOVED or ASK: the slot is served by another node; the command did not run."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        kind, slot, address = text.split()[:3]
+        host, _, port = address.rpartition(":")
+        self.ask = kind == "ASK"
+        self.slot = int(slot)
+        self.address = (host, int(port))
+
+
+# Error prefixes that say "not now" rather than "never".
+_TRANSIENT = (
+    "CLUSTERDOWN", "TRYAGAIN", "LOADING", "READONLY", "MASTERDOWN", "NOREPLICAS", "BUSY", "OOM",
+)  # fmt: skip
+
+
+def reply_error(text: str) -> BrokerError:
+    """The exception for an error reply ``text`` (a ``hiredis.ReplyError``'s text)."""
+    kind = text.split(" ", 1)[0]
+    if kind in ("MOVED", "ASK"):
+        return Redirect(text)
+    if kind in _TRANSIENT:
+        return TransientError(text)
+    return CommandError(text)
 
 
 def encode_command(*args: str | bytes) -> bytes:

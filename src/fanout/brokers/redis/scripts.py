@@ -45,7 +45,8 @@ end
 """
 
 # ARGV: proposed epoch, ttl ms, data, kind, id ('' for none), max messages, max bytes,
-#       max ids, id ttl ms, channel, max age ms (0: none).
+#       max ids, id ttl ms, channel, max age ms (0: none), PUBLISH or SPUBLISH (a
+#       cluster's shard channel: it shares the room's hash tag, so its slot).
 # Returns {epoch, offset, duplicate (0/1)}.
 PUBLISH = (
     _ENSURE_META
@@ -92,7 +93,7 @@ if id ~= '' and max_ids > 0 then
     redis.call('PEXPIRE', KEYS[4], ttl_ms)
   end
 end
-redis.call('PUBLISH', ARGV[10], epoch .. '\\n' .. offset .. '\\n' .. kind .. '\\n' .. data)
+redis.call(ARGV[12], ARGV[10], epoch .. '\\n' .. offset .. '\\n' .. kind .. '\\n' .. data)
 return {epoch, offset, 0}
 """
 )
