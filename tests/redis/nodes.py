@@ -24,12 +24,14 @@ NODE_ARGS = ("--log-level", "warning", "--history-max-messages", "20000")
 
 @contextlib.asynccontextmanager
 async def redis_nodes(
-    redis: RedisServer, tmp_path: Path, count: int = 2, args: Sequence[str] = ()
+    redis: RedisServer | str, tmp_path: Path, count: int = 2, args: Sequence[str] = ()
 ) -> AsyncIterator[list[HubProcess]]:
-    """``count`` ``fanout serve --broker <redis>`` processes, started side by side and
-    healthy; stopped (SIGTERM, then SIGKILL) at the end, whatever the test did to them.
-    Their logs are printed at the end, so a failing test shows them."""
-    cmd = ["--broker", redis.url, *NODE_ARGS, *args]
+    """``count`` ``fanout serve --broker <redis>`` processes (``redis``: a server, or
+    any broker URL: a cluster's, Sentinels'), started side by side and healthy; stopped
+    (SIGTERM, then SIGKILL) at the end, whatever the test did to them. Their logs are
+    printed at the end, so a failing test shows them."""
+    url = redis if isinstance(redis, str) else redis.url
+    cmd = ["--broker", url, *NODE_ARGS, *args]
     results = await asyncio.gather(
         *(
             asyncio.to_thread(start_hub_process, cmd, tmp_path / f"node-{i}.log")
@@ -44,7 +46,7 @@ async def redis_nodes(
                 raise result
         yield nodes
     finally:
-        if redis.running:
+        if not isinstance(redis, str) and redis.running:
             redis.resume()  # a node must not stop against a paused Redis
         await asyncio.gather(*(asyncio.to_thread(stop_process, n.proc) for n in nodes))
         for i, node in enumerate(nodes):
