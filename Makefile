@@ -38,6 +38,7 @@ pytest: $(STAMP) system-deps
 test: lint typecheck pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/generator_capacity.py --results bench/RESULTS.md
 	$(BIN)/python bench/fanout_vs_article.py
 	$(BIN)/python bench/article_questions.py

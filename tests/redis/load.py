@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,7 @@ async def run_load(
     rooms: list[str],
     *,
     rounds: int,
-    disrupt: Callable[[], Awaitable[None]] | None = None,
+    disrupt: Callable[[], Coroutine[Any, Any, None]] | None = None,
     disrupt_after: int = 0,
 ) -> tuple[Publishing, list[Seen]]:
     """Subscribers on every node; each round publishes one message to every room,
@@ -140,7 +140,7 @@ async def run_load(
 
 
 async def _until_delivered(out: Publishing, seen: list[Seen], timeout_s: float = 15) -> None:
-    last = {}
+    last: dict[str, int] = {}
     for ack in out.acked:
         last[ack.room] = max(last.get(ack.room, 0), ack.offset)
     deadline = time.monotonic() + timeout_s

@@ -92,7 +92,8 @@ class Router:
         self._discovering = task
 
     async def _discover(self) -> Topology:
-        topology = await discover(self.target, self._timeout_s)
+        known = self._topology.nodes if self._topology is not None else []
+        topology = await discover(self.target, self._timeout_s, known)
         old, self._topology = self._topology, topology
         if not topology.same_as(old):
             if old is not None:

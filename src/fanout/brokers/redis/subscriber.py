@@ -249,8 +249,11 @@ class Subscriber:
         channels = [f.channel for f in again]
         if node.address == self._control_at:
             channels.append(self._control)
-        if channels:
+        if not self._sharded and channels:
             link.send(self._subscribe, *channels)
+        elif self._sharded:  # one SSUBSCRIBE per channel: each may be in another slot
+            for channel in channels:
+                link.send(self._subscribe, channel)
         # A paused Redis still accepts connections: the link counts as up once Redis
         # answered something on it.
         link.send("PING")

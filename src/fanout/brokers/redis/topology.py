@@ -49,10 +49,15 @@ class Topology:
                     self.owners[start : end + 1] = [shard.master] * (end - start + 1)
 
     @classmethod
-    def single(cls, master: Address, replicas: int) -> Topology:
-        """A standalone (or Sentinel-watched) master: every slot, ``replicas`` replicas."""
-        fake = tuple(("replica", i) for i in range(replicas))
-        return cls(cluster=False, shards=(Shard(master, fake, ((0, SLOTS - 1),)),))
+    def single(cls, master: Address, replicas: Sequence[Address]) -> Topology:
+        """A standalone (or Sentinel-watched) master: every slot."""
+        shard = Shard(master, tuple(sorted(replicas)), ((0, SLOTS - 1),))
+        return cls(cluster=False, shards=(shard,))
+
+    @property
+    def nodes(self) -> list[Address]:
+        """Every node it names, masters first: where to ask next time."""
+        return self.masters + [r for s in self.shards for r in s.replicas]
 
     def owner(self, slot: int) -> Address | None:
         return self.owners[slot] if self.cluster else self.shards[0].master
@@ -113,6 +118,17 @@ def _info_field(info: bytes, name: str) -> str | None:
     return None
 
 
+def _replicas(replication: bytes) -> list[Address]:
+    """The online replicas in ``INFO replication`` (``slaveN:ip=..,port=..,state=online``)."""
+    found = []
+    for line in bytes(replication).decode(errors="replace").splitlines():
+        if line.startswith("slave") and ":" in line:
+            fields = dict(f.split("=", 1) for f in line.split(":", 1)[1].split(",") if "=" in f)
+            if fields.get("state") == "online" and "ip" in fields and "port" in fields:
+                found.append((fields["ip"], int(fields["port"])))
+    return found
+
+
 async def _ask(target: RedisTarget, timeout_s: float, *commands: tuple[str, ...]) -> list[Any]:
     """The replies of ``commands`` from one short-lived connection to ``target``."""
     link = CommandLink(target, timeout_s)
@@ -129,8 +145,7 @@ async def _node_topology(target: RedisTarget, timeout_s: float) -> Topology:
         (replication,) = await _ask(node, timeout_s, ("INFO", "replication"))
         if _info_field(replication, "role") != "master":
             raise BrokerUnavailable(f"redis {node} is a replica, not a master")
-        replicas = int(_info_field(replication, "connected_slaves") or 0)
-        return Topology.single((target.host, target.port), replicas)
+        return Topology.single((target.host, target.port), _replicas(replication))
     if target.db != 0:
         raise ConfigError(
             f"redis {target} is a Redis Cluster node: a cluster has only database 0,"
@@ -163,18 +178,22 @@ async def _sentinel_master(target: RedisTarget, timeout_s: float) -> Address:
     raise BrokerUnavailable(f"no Sentinel of {target} answered: {'; '.join(failures)}")
 
 
-async def discover(target: RedisTarget, timeout_s: float) -> Topology:
-    """The deployment's current topology; ConfigError for one fanout cannot use,
-    BrokerUnavailable when no address answers."""
+async def discover(
+    target: RedisTarget, timeout_s: float, known: Sequence[Address] = ()
+) -> Topology:
+    """The deployment's current topology, asking the URL's addresses, then the ``known``
+    nodes (the last topology's: a seed may be the master that died); ConfigError for
+    one fanout cannot use, BrokerUnavailable when no address answers."""
     if target.sentinel_master is not None:
         master = await _sentinel_master(target, timeout_s)
         node = target.at(master)
-        (role,) = await _ask(dataclasses.replace(node, db=0), timeout_s, ("ROLE",))
-        if _text(role[0]) != "master":
+        info = dataclasses.replace(node, db=0)
+        (replication,) = await _ask(info, timeout_s, ("INFO", "replication"))
+        if _info_field(replication, "role") != "master":
             raise BrokerUnavailable(f"redis {node} (named by the Sentinels) is not a master yet")
-        return Topology.single(master, len(role[2]) if len(role) > 2 else 0)
+        return Topology.single(master, _replicas(replication))
     failures = []
-    for address in target.addresses:
+    for address in dict.fromkeys([*target.addresses, *known]):
         try:
             return await _node_topology(target.at(address), timeout_s)
         except (LinkError, OSError, TimeoutError) as exc:
