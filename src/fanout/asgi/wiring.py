@@ -131,7 +131,8 @@ def emitter_config(url: str, settings: Settings) -> EmitterConfig:
         )
         raise ConfigError(
             "an emitter publishes through Redis: expected redis://[:PASSWORD@]HOST:PORT/DB,"
-            " rediss://... or redis+sentinel://HOST:PORT/MASTER_NAME/DB, got {_redacted(url)!r}{hint}"
+            " rediss://... or redis+sentinel://HOST:PORT/MASTER_NAME/DB,"
+            f" got {_redacted(url)!r}{hint}"
         )
     try:
         return EmitterConfig(

@@ -58,13 +58,15 @@ _HTTP_STATUS = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 503,
+    ErrorCode.BROKER_ERROR: 500,
 }
 
 
 def http_error(exc: Exception) -> tuple[int, dict[str, str]]:
     """The HTTP status and JSON body ``{"code", "reason"}`` for a publish that raised
     ``exc``: 400 for what the caller must fix, 413 too big, 503 when a retry by ``id``
-    may succeed, 500 for a bug (logged)."""
+    may succeed, 500 for a bug (logged) or a broker that refuses what retrying cannot
+    fix."""
     if isinstance(exc, FrameError):
         return _HTTP_STATUS.get(exc.code, 400), {"code": str(exc.code), "reason": exc.reason}
     if isinstance(exc, BrokerError):

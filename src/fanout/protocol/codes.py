@@ -38,4 +38,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
+    # The broker refused the call in a way retrying cannot fix (a misconfigured Redis:
+    # a wrong key type, a script error): clients do not retry it.
+    BROKER_ERROR = "broker_error"
     INTERNAL = "internal"

@@ -9,8 +9,9 @@ FanoutError
  |    |                    is unknown (a retry by ``id`` is safe)
  |    +-- BrokerUnavailable    no usable connection to the broker
  |    |    +-- LinkError           (fanout.brokers.redis) a connection to Redis failed
- |    +-- BrokerRefused        the broker answered with an error
- |    |    +-- CommandError        (fanout.brokers.redis) Redis answered a command with -ERR
+ |    |    +-- TransientError      (fanout.brokers.redis) CLUSTERDOWN, TRYAGAIN, LOADING...
+ |    +-- BrokerRefused        the broker answered with an error retrying cannot fix
+ |    |    +-- CommandError        (fanout.brokers.redis) a wrong type, a script error...
  |    +-- BrokerTimeout        no answer in time
  +-- AuthError             who the client is, or what it may do, cannot be established
  |    +-- TokenError           (fanout.auth.tokens) a token that does not verify
@@ -68,7 +69,9 @@ class BrokerUnavailable(BrokerError):
 
 
 class BrokerRefused(BrokerError):
-    code = ErrorCode.UNAVAILABLE
+    """The broker refused in a way retrying cannot fix (``broker_error``)."""
+
+    code = ErrorCode.BROKER_ERROR
 
 
 class BrokerTimeout(BrokerError):
