@@ -19,6 +19,9 @@ def render_metrics(hub: Hub) -> str:
         "# TYPE fanout_revocations_dropped counter",
         f"fanout_revocations_dropped {hub.users.dropped_revocations}",
     ]
+    lines.append("# TYPE fanout_broker_errors counter")
+    for kind in ("unavailable", "timeout", "refused"):
+        lines.append(f'fanout_broker_errors{{kind="{kind}"}} {hub.broker.errors.get(kind, 0)}')
     for name in sorted(hub.counters):
         lines.append(f"# TYPE fanout_{name} counter")
         lines.append(f"fanout_{name} {hub.counters[name]}")

@@ -55,6 +55,7 @@ class MemoryBroker:
         self._rooms: OrderedDict[str, _Room] = OrderedDict()
         self._total_bytes = 0
         self._listener: BrokerListener | None = None
+        self.errors: dict[str, int] = {}  # the memory broker never fails a call
 
     @property
     def total_bytes(self) -> int:

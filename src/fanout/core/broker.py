@@ -5,6 +5,7 @@ It lives here, with the hub that uses it; ``fanout.brokers`` holds the implement
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,6 +77,10 @@ class Broker(Protocol):
     - ``history(room, after)`` returns what is retained after ``after``; a room that
       never had a message is at offset 0.
     """
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """Failed calls by kind (``unavailable``, ``timeout``, ``refused``), for /metrics."""
 
     async def start(self, listener: BrokerListener) -> None: ...
 
