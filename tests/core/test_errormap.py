@@ -9,11 +9,10 @@ import orjson
 import pytest
 
 from fanout.auth.tokens import TokenError
-from fanout.brokers.redis.resp import CommandError, LinkError
-from fanout.core.errormap import close_for, error_frame
+from fanout.brokers.redis.resp import CommandError, LinkError, reply_error
+from fanout.core.errormap import close_for, error_frame, http_error
 from fanout.protocol.codes import CloseCode, ErrorCode
 from fanout.protocol.errors import (
-    BrokerError,
     BrokerTimeout,
     BrokerUnavailable,
     FanoutError,
@@ -34,12 +33,19 @@ def test_a_refused_frame_keeps_its_code_reason_and_id() -> None:
     assert _frame(FrameError(ErrorCode.FORBIDDEN, "no"), "b")["id"] == "b"
 
 
-def test_broker_failures_are_unavailable_or_timeout_and_redis_errors_are_broker_errors() -> None:
+def test_broker_failures_that_pass_are_retryable_and_the_others_are_broker_errors() -> None:
     assert _frame(BrokerTimeout("slow"), "p1")["code"] == "timeout"
     assert _frame(BrokerUnavailable("down"))["code"] == "unavailable"
     assert isinstance(LinkError("lost"), BrokerUnavailable)
-    assert isinstance(CommandError("OOM"), BrokerError)
-    assert _frame(CommandError("OOM"))["code"] == "unavailable"
+    for passing in ("OOM command not allowed", "CLUSTERDOWN The cluster is down", "TRYAGAIN x",
+                    "LOADING Redis is loading", "READONLY You can't write against a replica",
+                    "MOVED 3999 127.0.0.1:6381", "ASK 3999 127.0.0.1:6381"):  # fmt: skip
+        assert _frame(reply_error(passing))["code"] == "unavailable", passing
+    for final in ("WRONGTYPE Operation against a key", "ERR Error running script", "NOPERM x"):
+        assert isinstance(reply_error(final), CommandError)
+        assert _frame(reply_error(final))["code"] == "broker_error", final
+    assert http_error(reply_error("WRONGTYPE x"))[0] == 500
+    assert http_error(reply_error("CLUSTERDOWN x"))[0] == 503
 
 
 def test_auth_errors_are_in_the_tree_and_answered_unauthorized() -> None:
