@@ -162,6 +162,11 @@ class Settings:
         5.0, "time a closed client gets to answer the close frame before the socket is aborted"
     )
     shutdown_flush_s: float = _opt(10.0, "on SIGTERM, time to flush outboxes before closing 1001")
+    write_delay_ms: float = _opt(
+        0.0,
+        "write each connection's frames at most once per this many ms, so under load several"
+        " messages leave in one write (adds at most this much latency; 0: write at once)",
+    )
     idempotency_max_ids: int = _opt(10_000, "publish ids remembered per room for retries")
     idempotency_ttl_s: float = _opt(300.0, "seconds a publish id is remembered for retries")
     ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")

@@ -50,6 +50,7 @@ def hub_limits(settings: Settings) -> HubLimits:
         publish_timeout_s=settings.publish_timeout_s,
         close_timeout_s=settings.close_timeout_s,
         shutdown_flush_s=settings.shutdown_flush_s,
+        write_delay_s=settings.write_delay_ms / 1000,
         outbox=_checked(
             OutboxLimits,
             max_messages=settings.outbox_max_messages,

@@ -1,4 +1,5 @@
-"""Coalesces writes: connections touched during one loop iteration are flushed once."""
+"""Coalesces writes: connections touched during one loop iteration are flushed once,
+or, with a write delay, connections touched within that delay."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ class Flushable(Protocol):
 
 class FlushScheduler:
     """Collects dirty connections and flushes them in one callback at the end of the
-    current event-loop iteration, so consecutive frames for a socket become one write."""
+    current event-loop iteration, so consecutive frames for a socket become one write.
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    With ``delay_s`` > 0 the callback runs ``delay_s`` after the first connection was
+    marked: each connection is written at most once per delay, and what arrived for it
+    meanwhile leaves in that one write (a frame waits at most ``delay_s``)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_delay_s", "_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay_s: float = 0.0) -> None:
         self._loop = loop
+        self._delay_s = delay_s
         self._dirty: list[Flushable] = []
         self._scheduled = False
 
@@ -25,7 +31,10 @@ class FlushScheduler:
         self._dirty.append(conn)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            if self._delay_s > 0:
+                self._loop.call_later(self._delay_s, self._run)
+            else:
+                self._loop.call_soon(self._run)
 
     def _run(self) -> None:
         dirty, self._dirty = self._dirty, []

@@ -53,6 +53,7 @@ class HubLimits:
     publish_timeout_s: float
     close_timeout_s: float
     shutdown_flush_s: float
+    write_delay_s: float  # 0: write at the end of the loop turn
     outbox: OutboxLimits
 
     def __post_init__(self) -> None:
@@ -62,6 +63,8 @@ class HubLimits:
             raise ValueError("timeouts must be > 0")
         if self.max_connections_per_ip < 0:
             raise ValueError("max_connections_per_ip must be >= 0 (0: no limit)")
+        if not 0 <= self.write_delay_s <= 1:
+            raise ValueError("write_delay_ms must be between 0 and 1000")
 
 
 class _Room:
@@ -115,7 +118,7 @@ class Hub:
         return len(self._rooms)
 
     async def start(self) -> None:
-        self._flusher = FlushScheduler(asyncio.get_running_loop())
+        self._flusher = FlushScheduler(asyncio.get_running_loop(), self.limits.write_delay_s)
         await self.broker.start(self)
         await self.rosters.start()
         self._accepting = True
