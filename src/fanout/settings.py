@@ -86,7 +86,8 @@ class Settings:
     rate_frames_per_s: float = _opt(
         1000.0,
         "frames one connection may send per second (1 s burst); over it a fanout.v1 client"
-        " gets error 'rate_limited', a plain client is closed 4029 (0: no limit)",
+        " gets error 'rate_limited', a plain client is paced: not read until it fits"
+        " (0: no limit)",
     )
     rate_bytes_per_s: float = _opt(
         32.0 * MiB,

@@ -65,12 +65,26 @@ def test_a_v1_client_over_its_rate_is_refused_then_closed_with_4029_after_the_gr
     assert "4 frames/s per connection" in info.value.reason
 
 
-def test_a_plain_client_over_its_rate_is_closed_at_once_since_it_has_no_error_frame() -> None:
-    policy = FramePolicy(_limits(rate_bytes_per_s=2048), plain=True, now=T0)
+def test_a_plain_client_over_its_rate_is_paced_until_its_tokens_refill_never_closed() -> None:
+    policy = FramePolicy(_limits(rate_bytes_per_s=2048, rate_frames_per_s=4), plain=True, now=T0)
     assert policy.admit(None, b"x" * 1024, T0) is Admission.HANDLE
     assert policy.admit(None, b"x" * 1024, T0) is Admission.HANDLE
-    with pytest.raises(RateLimitClose, match=r"0\.00195312 MiB/s per connection"):
-        policy.admit(None, b"x" * 1024, T0)
+    assert policy.admit(None, b"x" * 1024, T0) is Admission.PACE
+    assert policy.pace_s == pytest.approx(0.5)  # 1024 bytes at 2048/s
+    assert policy.readmit(T0 + 0.25) is Admission.PACE
+    assert policy.pace_s == pytest.approx(0.25)
+    assert policy.readmit(T0 + 0.5) is Admission.HANDLE
+    # Paced for as long as it keeps sending: 10 s later it is still never closed.
+    t = T0 + 0.5
+    for _ in range(20):
+        if policy.admit(None, b"x" * 1024, t) is Admission.PACE:
+            t += policy.pace_s
+            assert policy.readmit(t) is Admission.HANDLE
+    assert t == pytest.approx(T0 + 10.5)
+    # The frame bucket paces too: 4 frames/s.
+    frames = FramePolicy(_limits(rate_frames_per_s=4), plain=True, now=T0)
+    assert [frames.admit("f", None, T0) for _ in range(5)][-1] is Admission.PACE
+    assert frames.pace_s == pytest.approx(0.25)
 
 
 def test_the_refusal_names_only_the_limits_that_are_on() -> None:

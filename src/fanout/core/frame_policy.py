@@ -4,8 +4,10 @@
   other than fanout's own may not enforce the limit themselves).
 - Rate: token buckets for frames and bytes (``fanout.core.ratelimit``). Over them a
   ``fanout.v1`` frame is refused with ``error`` ``rate_limited`` and the connection
-  stays; a plain client, which has no error frame, is closed with 4029, and so is a
-  ``fanout.v1`` client still over its rate after the grace time.
+  stays; a ``fanout.v1`` client still over its rate after the grace time is closed with
+  4029. A plain client, which has no error frame, is paced: its frame waits (``PACE``,
+  for ``pace_s``) until its tokens refill, and the socket is not read meanwhile, so TCP
+  slows the sender down; nothing is lost and it stays connected.
 - Fairness: after ``FRAMES_PER_TURN`` frames the connection lets the others in.
 
 The caller passes the time; tests drive the policy with plain numbers.
@@ -51,17 +53,20 @@ class FrameLimits:
 class Admission(Enum):
     HANDLE = "handle"
     REFUSE = "refuse"  # answer with error rate_limited, do not handle
+    PACE = "pace"  # wait ``pace_s`` without reading, then ``readmit``
 
 
 class FramePolicy:
     """One connection's per-frame checks."""
 
-    __slots__ = ("_limiter", "_limits", "_plain", "frames")
+    __slots__ = ("_limiter", "_limits", "_plain", "_size", "frames", "pace_s")
 
     def __init__(self, limits: FrameLimits, *, plain: bool, now: float) -> None:
         self._limits = limits
         self._plain = plain
         self.frames = 0
+        self.pace_s = 0.0
+        self._size = 0  # the paced frame's size
         self._limiter: RateLimiter | None = None
         if limits.rate_frames_per_s or limits.rate_bytes_per_s:
             self._limiter = RateLimiter(
@@ -85,12 +90,21 @@ class FramePolicy:
         limiter = self._limiter
         if limiter is None:
             return Admission.HANDLE
+        if self._plain:
+            self._size = size
+            return self.readmit(now)
         verdict = limiter.check(size, now)
         if verdict is Verdict.ALLOW:
             return Admission.HANDLE
-        if verdict is Verdict.CLOSE or self._plain:
+        if verdict is Verdict.CLOSE:
             raise RateLimitClose(f"rate limit exceeded ({self._limits.describe_rates()})")
         return Admission.REFUSE
+
+    def readmit(self, now: float) -> Admission:
+        """A paced frame asks again: HANDLE, or PACE for ``pace_s`` more."""
+        assert self._limiter is not None
+        self.pace_s = self._limiter.wait_s(self._size, now)
+        return Admission.PACE if self.pace_s > 0 else Admission.HANDLE
 
     @property
     def refusal_reason(self) -> str:

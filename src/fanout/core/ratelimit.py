@@ -7,8 +7,9 @@ bucket, and leaves it in debt), so any frame within ``max_message_bytes`` can pa
 
 A refused frame costs nothing. The connection is told (``error`` ``rate_limited``);
 if it is still being refused ``grace_s`` after its first refusal, without a pause of
-``grace_s`` between refusals, it is closed with 4029. Pure arithmetic: the caller
-passes the time.
+``grace_s`` between refusals, it is closed with 4029. A client that cannot be told
+(plain) is paced instead: ``wait_s`` says how long until its frame fits. Pure
+arithmetic: the caller passes the time.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class TokenBucket:
         self.capacity = rate
         self.tokens = rate
         self.stamp = now
+
+    def wait_s(self, cost: float) -> float:
+        """Seconds until ``cost`` may be taken (after a ``refill``)."""
+        return max(0.0, min(cost, self.capacity) - self.tokens) / self.rate
 
     def refill(self, cost: float, now: float) -> bool:
         """Refill for the time passed; whether ``cost`` may now be taken."""
@@ -70,6 +75,23 @@ class RateLimiter:
         if data is not None:
             data.tokens -= size
         return Verdict.ALLOW
+
+    def wait_s(self, size: int, now: float) -> float:
+        """0 with the frame's cost taken if it fits now; else the seconds until it will,
+        nothing taken (pacing: the caller stops reading that long, then asks again)."""
+        frames, data = self._frames, self._bytes
+        fits_frames = frames is None or frames.refill(1, now)
+        fits_bytes = data is None or data.refill(size, now)
+        if fits_frames and fits_bytes:
+            if frames is not None:
+                frames.tokens -= 1
+            if data is not None:
+                data.tokens -= size
+            return 0.0
+        return max(
+            frames.wait_s(1) if frames is not None else 0.0,
+            data.wait_s(size) if data is not None else 0.0,
+        )
 
     def _refused(self, now: float) -> Verdict:
         self.refused += 1

@@ -65,6 +65,12 @@ class Session:
             self._counters["rate_limited"] += 1
             self._counters["rate_limit_closes"] += 1
             raise
+        if admission is Admission.PACE:
+            # A plain client over its rate: not reading meanwhile is what tells it.
+            self._counters["paced"] += 1
+            while admission is Admission.PACE:
+                await asyncio.sleep(policy.pace_s)
+                admission = policy.readmit(time.monotonic())
         self.watchdog.touch()
         if admission is Admission.HANDLE:
             await dispatch(self._consumer, text, data, self._pipeline)
