@@ -1,4 +1,6 @@
-"""One WebSocket: a bounded outbox drained by direct writes or one writer task."""
+"""One WebSocket: a bounded outbox drained by direct writes, or by a writer task made
+the first time the socket pushes back (an idle connection has none: memory per
+connection decides how many a node holds)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from fanout.core.subscription import Subscription
 from fanout.core.transport import Transport
 from fanout.protocol.codes import CloseCode
 from fanout.protocol.envelope import OutFrame
-from fanout.protocol.errors import StateError
 
 log = logging.getLogger("fanout.connection")
 _ids = itertools.count(1)
@@ -105,7 +106,7 @@ class Connection:
         self._flusher = flusher
         self._dirty = False
         self._writing = False
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         # Closing starts with our close frame (or the peer's disconnect); closed is when
         # the socket is gone, as the transport reports it.
@@ -122,13 +123,6 @@ class Connection:
     @property
     def queued_bytes(self) -> int:
         return self._outbox.bytes
-
-    def start(self) -> None:
-        if self._writer is not None:
-            raise StateError("connection already started")
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_loop(), name=f"fanout-writer-{self.id}"
-        )
 
     def enqueue(self, frame: OutFrame) -> bool:
         """Queue a frame without waiting. False if the connection is closing or overflowed."""
@@ -153,12 +147,21 @@ class Connection:
                 self._transport.write_now(frames)
         elif self._outbox:
             # The socket applies backpressure: the writer task waits for it to drain.
-            self._wake.set()
+            self._wake_writer()
 
-    async def _write_loop(self) -> None:
+    def _wake_writer(self) -> None:
+        wake = self._wake
+        if wake is None:
+            wake = self._wake = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(wake), name=f"fanout-writer-{self.id}"
+            )
+        wake.set()
+
+    async def _write_loop(self, wake: asyncio.Event) -> None:
         while self.state is not ConnState.CLOSED:
-            await self._wake.wait()
-            self._wake.clear()
+            await wake.wait()
+            wake.clear()
             while self._outbox and self._is_live():
                 self._writing = True
                 try:
@@ -210,7 +213,8 @@ class Connection:
             self.close_reason = reason
         self.state = ConnState.CLOSED
         self._outbox.clear()
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
         self.closed.set()

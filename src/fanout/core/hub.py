@@ -186,7 +186,6 @@ class Hub:
         self.users.add(conn)
         self._per_ip[ip] += 1
         self.counters["connections_total"] += 1
-        conn.start()
         return conn
 
     def _on_closing(self, conn: Connection) -> None:
