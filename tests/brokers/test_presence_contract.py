@@ -304,7 +304,7 @@ async def test_a_redis_that_is_not_there_is_unavailable_with_the_reason() -> Non
             store.stats("r"),
             store.refresh({"r": [member("c1", "alice")]}),
         ):
-            with pytest.raises(BrokerUnavailable, match="unavailable: .*cannot connect to"):
+            with pytest.raises(BrokerUnavailable, match=r"unavailable: .*cannot connect to"):
                 await call
     finally:
         await store.close()

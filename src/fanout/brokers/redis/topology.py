@@ -118,6 +118,12 @@ def _info_field(info: bytes, name: str) -> str | None:
     return None
 
 
+def _why(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout_s} s"
+    return str(exc) or type(exc).__name__
+
+
 def _replicas(replication: bytes) -> list[Address]:
     """The online replicas in ``INFO replication`` (``slaveN:ip=..,port=..,state=online``)."""
     found = []
@@ -167,7 +173,7 @@ async def _sentinel_master(target: RedisTarget, timeout_s: float) -> Address:
                 sentinel, timeout_s, ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
             )
         except (BrokerError, OSError, TimeoutError) as exc:
-            failures.append(f"{host}:{port}: {exc or type(exc).__name__}")
+            failures.append(f"{host}:{port}: {_why(exc, timeout_s)}")
             continue
         if reply is None:
             unknown += 1
@@ -193,9 +199,13 @@ async def discover(
             raise BrokerUnavailable(f"redis {node} (named by the Sentinels) is not a master yet")
         return Topology.single(master, _replicas(replication))
     failures = []
+    timeouts = 0
     for address in dict.fromkeys([*target.addresses, *known]):
         try:
             return await _node_topology(target.at(address), timeout_s)
         except (LinkError, OSError, TimeoutError) as exc:
-            failures.append(f"{address[0]}:{address[1]}: {exc or type(exc).__name__}")
+            timeouts += isinstance(exc, TimeoutError)
+            failures.append(f"{address[0]}:{address[1]}: {_why(exc, timeout_s)}")
+    if timeouts == len(failures):
+        raise TimeoutError  # all there but silent (paused): not "unreachable"
     raise LinkError(f"no redis of {target} answered: {'; '.join(failures)}")
