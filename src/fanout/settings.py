@@ -173,6 +173,12 @@ class Settings:
     ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
     ping_timeout_s: float = _opt(20.0, "close a connection whose pong is this late")
     chat_page: bool = _opt(True, "serve the chat page at /")
+    metrics_dir: str = _opt(
+        "",
+        "directory where each process writes its metrics, so /metrics on any one covers all"
+        " (--workers sets it; set it when another process manager runs several fanout"
+        " processes on one machine)",
+    )
     redis_key_prefix: str = _opt(
         "fanout", "prefix of every Redis key and channel (one per deployment sharing a Redis)"
     )

@@ -456,7 +456,7 @@ async def test_a_flood_from_one_client_leaves_the_latency_of_others_unchanged(
         metrics = (await client.get(flood_hub.url + "/metrics", timeout=5)).text
     assert "fanout_rate_limit_closes" in metrics
     if not v1:
-        assert re.search(r"^fanout_paced [1-9]", metrics, re.M), metrics
+        assert re.search(r"^fanout_paced_frames_total [1-9]", metrics, re.M), metrics
     await _still_serves(flood_hub)
 
 

@@ -53,8 +53,8 @@ async def test_metrics_count_publishes_and_deliveries(tmp_path: Path) -> None:
                 await recv_json(ws)
         async with httpx.AsyncClient() as http:
             text = (await http.get(server.url + "/metrics")).text
-        assert "fanout_published 3\n" in text
-        assert "fanout_deliveries 3\n" in text
+        assert "fanout_published_total 3.0\n" in text
+        assert "fanout_deliveries_total 3.0\n" in text
 
 
 async def test_sigterm_flushes_then_closes_every_client_with_1001_and_exits(tmp_path: Path) -> None:

@@ -171,7 +171,7 @@ async def test_a_page_from_a_second_origin_is_refused_before_the_socket_opens(
         await page.wait_for_function("() => window.seen.events.includes('close 1006')")
         assert (await seen(page))["events"] == ["error", "close 1006"]
         assert server.hub.counters["refused_origin"] == 1
-        assert await metric(server, "refused_origin") == 1
+        assert await metric(server, 'refusals_total{reason="origin"}') == 1
         assert server.hub.counters["connections_total"] == 0
         assert len(server.hub.connections) == 0
 

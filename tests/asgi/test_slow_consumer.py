@@ -86,7 +86,7 @@ async def test_a_stalled_subscriber_is_closed_with_4008_while_49_others_get_ever
 
         async with httpx.AsyncClient() as http:
             metrics = (await http.get(server.url + "/metrics")).text
-        assert re.search(r"^fanout_slow_consumer_closes 1$", metrics, re.M), metrics
+        assert re.search(r"^fanout_slow_consumer_closes_total 1.0$", metrics, re.M), metrics
 
         # The stalled client reads at last: a gap-free prefix, then the 4008 close frame.
         frames, close = await stalled.read_all(timeout=30)

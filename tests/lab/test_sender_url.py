@@ -80,9 +80,9 @@ def test_senders_on_one_node_reach_every_receiver_on_the_other_through_redis(
     assert (t["lost"], t["duplicated"], t["out_of_order"], t["gap_announced"]) == (0, 0, 0, 0)
     assert t["connect_failures"] == 0
     # The publishes went to node A and the deliveries left node B: it crossed Redis.
-    assert (on_a.get("published"), on_a.get("deliveries", 0)) == (300, 0)
-    assert (on_b.get("published", 0), on_b.get("deliveries")) == (0, 6 * 150)
-    assert (on_a["connections_total"], on_b["connections_total"]) == (2, 6)
+    assert (on_a.get("published_total"), on_a.get("deliveries_total", 0)) == (300, 0)
+    assert (on_b.get("published_total", 0), on_b.get("deliveries_total")) == (0, 6 * 150)
+    assert (on_a["connections_opened_total"], on_b["connections_opened_total"]) == (2, 6)
     assert [v["cause"] for v in doc["verdicts"]] == ["ok"]
 
 

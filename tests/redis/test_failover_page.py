@@ -109,6 +109,6 @@ async def test_the_chat_page_resumes_on_the_other_node_when_its_node_is_killed(
             notices = page.locator(f'[data-testid="notice"][data-kind="{kind}"]')
             await expect(notices).to_have_count(0)
         # The resume came from the shared stream on the surviving node.
-        assert (await metrics(survivor))["fanout_replayed"] >= 5
+        assert (await metrics(survivor))["fanout_replayed_total"] >= 5
         await context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"

@@ -135,7 +135,7 @@ async def _run_failover(
             await asyncio.sleep(0.2)
             assert survivor.proc.poll() is None
             # The resumed clients got what they missed while away from the shared stream.
-            assert (await metrics(survivor))["fanout_replayed"] > 0
+            assert (await metrics(survivor))["fanout_replayed_total"] > 0
             # The victim's publisher moved too, re-sending its unanswered publish by id.
             assert publishers["victim"].stats.connections == 2
             assert publishers["survivor"].stats.connections == 1

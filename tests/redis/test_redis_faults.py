@@ -64,7 +64,7 @@ def nodes(
 
 
 async def hub_counter(node: HubProcess, name: str) -> int:
-    return int((await metrics(node)).get(f"fanout_{name}", 0))
+    return int((await metrics(node)).get(f"fanout_{name}_total", 0))
 
 
 async def redis_reply(redis: RedisServer, *args: str) -> Any:
@@ -566,7 +566,7 @@ async def test_the_python_client_publishing_through_a_redis_outage_gets_each_pub
             await asyncio.sleep(0.3)
             for sub in subs:
                 await sub.close()
-        retried_as_duplicates = await hub_counter(hubs[0], "duplicates")
+        retried_as_duplicates = await hub_counter(hubs[0], "duplicate_publishes")
 
     during = [a for a in acks if outage_began < issued_at[a.id] < outage_ended]
     assert len(during) >= outage_s / 0.02 / 2, "publishes were issued during the outage"

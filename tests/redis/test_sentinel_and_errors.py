@@ -80,7 +80,7 @@ async def test_a_room_key_of_the_wrong_type_is_a_broker_error_not_retried_and_he
             )
             assert api.status_code == 500
             assert api.json()["code"] == "broker_error"
-            assert (await metrics(node))['fanout_broker_errors{kind="refused"}'] == 2
+            assert (await metrics(node))['fanout_broker_errors_total{kind="refused"}'] == 2
             # Other rooms still work, and once the key is fixed the node is healthy again.
             redis_server.command("DEL", "fanout:{broken}:meta")
             await send_json(ws, {"type": "publish", "room": "broken", "data": 3, "id": "p3"})

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
 from fanout.settings import ENV_PREFIX
@@ -167,6 +172,33 @@ async def test_connections_spread_over_two_workers_all_receive_every_message_wit
         )
         for i, messages in enumerate(seen):
             assert messages == first, f"client {i} (worker {running.owner[running.clients[i]]})"
+
+
+async def test_one_scrape_of_metrics_counts_the_connections_of_every_worker(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    async with serving_workers(redis_server, tmp_path) as running:
+        await running.connect_spread()  # clients on both workers
+        wanted = len(running.clients)
+        async with httpx.AsyncClient(timeout=5) as http:
+            deadline = time.monotonic() + 10
+            while True:  # each worker writes its numbers every second
+                text = (await http.get(running.server.url + "/metrics")).text
+                samples = {
+                    s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                }
+                if samples["fanout_connections"] == wanted or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            openmetrics = await http.get(
+                running.server.url + "/metrics",
+                headers={"Accept": "application/openmetrics-text"},
+            )
+        assert samples["fanout_processes"] == WORKERS
+        assert samples["fanout_connections"] == wanted
+        assert samples["fanout_connections_opened_total"] >= wanted
+        families = {f.name for f in openmetrics_families(openmetrics.text)}  # type: ignore[no-untyped-call]
+        assert {"fanout_connections", "fanout_connections_opened"} <= families
 
 
 async def test_flags_given_on_the_command_line_reach_every_worker(

@@ -33,11 +33,11 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from fanout.asgi import metrics
 from fanout.asgi.api import ServerApi
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
-from fanout.asgi.metrics import render_metrics
 from fanout.asgi.wiring import wire
 from fanout.auth import redact
 from fanout.core.broker import Broker, History, Published
@@ -83,6 +83,8 @@ class Hub:
         self._broker_label = wiring.broker_label
         self._endpoint = Endpoint(self.core, consumer or Consumer, wiring.gate, wiring.session)
         self._api = ServerApi(self.core, wiring.api_key, self._ensure_started)
+        self._metrics_registry = metrics.registry(self.core, self.settings.metrics_dir)
+        self._metrics_writer: asyncio.Task[None] | None = None
         redact.install(self.settings.auth_query_param)
         self.router = APIRouter(lifespan=self._lifespan)
         self._add_routes(authenticate)
@@ -107,6 +109,8 @@ class Hub:
         if self._started is not None and not self._started.done():
             await asyncio.shield(self._started)
         self.state = HubState.STOPPED
+        if self._metrics_writer is not None:
+            self._metrics_writer.cancel()
         await self.core.close()
 
     @asynccontextmanager
@@ -147,6 +151,10 @@ class Hub:
                 raise
             self.state = HubState.RUNNING
             self._started.set_result(None)
+            if self.settings.metrics_dir:
+                self._metrics_writer = self._loop.create_task(
+                    metrics.keep_writing(self._metrics_registry)
+                )
             if self.freeze_heap:
                 # Everything built so far lives as long as the process: full collections
                 # need not walk it again and again while messages flow.
@@ -313,8 +321,11 @@ class Hub:
             body["reason"] = reason
         return JSONResponse(body, status_code=200 if reason is None else 503)
 
-    async def _metrics(self) -> Response:
-        return PlainTextResponse(render_metrics(self.core), media_type="text/plain; version=0.0.4")
+    async def _metrics(self, request: Request) -> Response:
+        page, content_type = metrics.render(
+            self._metrics_registry, request.headers.get("accept", "")
+        )
+        return Response(page, media_type=content_type)
 
 
 def _check_hook(authenticate: Authenticate) -> None:

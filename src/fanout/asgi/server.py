@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -96,9 +98,15 @@ class _Supervisor(Multiprocess):
 
 def _serve_workers(settings: Settings, app_factory: str, workers: int, log_level: str) -> None:
     config = uvicorn_config(settings, app_factory, log_level=log_level, workers=workers)
+    metrics_dir = None
+    if not settings.metrics_dir:  # one scrape covers every worker (fanout.asgi.metrics)
+        metrics_dir = tempfile.TemporaryDirectory(prefix="fanout-metrics-")
+        settings = settings.replace(metrics_dir=metrics_dir.name)
     # Workers are spawned (fresh interpreters): they inherit the environment, so every
     # setting given on the command line reaches them as FANOUT_<NAME>.
-    with _environment(settings.to_env()):
+    with contextlib.ExitStack() as cleanup, _environment(settings.to_env()):
+        if metrics_dir is not None:
+            cleanup.enter_context(metrics_dir)
         sock = config.bind_socket()
         try:
             supervisor = _Supervisor(config, sockets=[sock])

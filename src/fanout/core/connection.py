@@ -62,6 +62,7 @@ class Connection:
         "close_reason",
         "close_timeout_s",
         "closed",
+        "dropped",
         "id",
         "info",
         "jti",
@@ -99,6 +100,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.close_timeout_s = close_timeout_s
+        self.dropped = 0  # frames queued and never written: the socket closed first
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = asyncio.Event()
         self._transport = transport
@@ -198,7 +200,7 @@ class Connection:
         self.state = ConnState.CLOSING
         self.close_code = code
         self.close_reason = reason
-        self._outbox.clear()
+        self.dropped += self._outbox.clear()
         self._transport.close(code, reason, timeout_s=self.close_timeout_s)
         if self._on_closing is not None:
             self._on_closing(self)
@@ -212,7 +214,7 @@ class Connection:
             self.close_code = code
             self.close_reason = reason
         self.state = ConnState.CLOSED
-        self._outbox.clear()
+        self.dropped += self._outbox.clear()
         if self._wake is not None:
             self._wake.set()
         if self._writer is not None and not self._writer.done():

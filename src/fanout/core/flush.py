@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from fanout.core.histogram import Histogram
+
 
 class Flushable(Protocol):
     def flush(self) -> None: ...
@@ -19,18 +21,28 @@ class FlushScheduler:
     marked: each connection is written at most once per delay, and what arrived for it
     meanwhile leaves in that one write (a frame waits at most ``delay_s``)."""
 
-    __slots__ = ("_delay_s", "_dirty", "_loop", "_scheduled")
+    __slots__ = ("_delay_s", "_dirty", "_loop", "_marked_at", "_scheduled", "_waits")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay_s: float = 0.0,
+        *,
+        waits: Histogram | None = None,
+    ) -> None:
         self._loop = loop
         self._delay_s = delay_s
         self._dirty: list[Flushable] = []
         self._scheduled = False
+        # How long each flush's frames waited since the first was queued (per flush).
+        self._waits = waits
+        self._marked_at = 0.0
 
     def mark(self, conn: Flushable) -> None:
         self._dirty.append(conn)
         if not self._scheduled:
             self._scheduled = True
+            self._marked_at = self._loop.time()
             if self._delay_s > 0:
                 self._loop.call_later(self._delay_s, self._run)
             else:
@@ -39,5 +51,7 @@ class FlushScheduler:
     def _run(self) -> None:
         dirty, self._dirty = self._dirty, []
         self._scheduled = False
+        if self._waits is not None:
+            self._waits.observe(self._loop.time() - self._marked_at)
         for conn in dirty:
             conn.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from fanout.core.broker import Broker, History, Published
 from fanout.core.connection import Connection, Mode
 from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.flush import FlushScheduler
+from fanout.core.histogram import Histogram
 from fanout.core.outbox import OutboxLimits
 from fanout.core.presence import Member, Presence, PresenceStats
 from fanout.core.publishing import PublishRules
@@ -103,6 +105,10 @@ class Hub:
         )
         self.connections: set[Connection] = set()
         self.counters: Counter[str] = Counter()
+        # Publish to ack (the broker's part included), and how long frames waited for
+        # their write after being queued (per flush).
+        self.publish_latency = Histogram()
+        self.write_wait = Histogram()
         self._rooms: dict[str, _Room] = {}
         self._per_ip: Counter[str] = Counter()
         self._flusher: FlushScheduler | None = None
@@ -118,7 +124,9 @@ class Hub:
         return len(self._rooms)
 
     async def start(self) -> None:
-        self._flusher = FlushScheduler(asyncio.get_running_loop(), self.limits.write_delay_s)
+        self._flusher = FlushScheduler(
+            asyncio.get_running_loop(), self.limits.write_delay_s, waits=self.write_wait
+        )
         await self.broker.start(self)
         await self.rosters.start()
         self._accepting = True
@@ -195,6 +203,10 @@ class Hub:
             self.counters["slow_consumer_closes"] += 1
 
     def _on_closed(self, conn: Connection) -> None:
+        self.counters[f"closes_{conn.close_code or 'none'}"] += 1
+        if conn.dropped:
+            why = "slow_consumer" if conn.close_code == CloseCode.SLOW_CONSUMER else "closed"
+            self.counters[f"dropped_{why}"] += conn.dropped
         if conn in self.connections:
             self.connections.discard(conn)
             self.users.remove(conn)
@@ -293,9 +305,11 @@ class Hub:
         retry with the same ``msg_id`` is safe."""
         room, data = self.limits.publish.check(room, data, msg_id)
         retention = self.limits.rooms.retention(room)
+        started = time.perf_counter()
         published = await self._broker_call(
             self.broker.publish(room, data, msg_id=msg_id, retention=retention)
         )
+        self.publish_latency.observe(time.perf_counter() - started)
         self.counters["duplicates" if published.duplicate else "published"] += 1
         return published
 
