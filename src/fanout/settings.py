@@ -173,6 +173,9 @@ class Settings:
     ping_interval_s: float = _opt(20.0, "WebSocket ping interval (0 disables)")
     ping_timeout_s: float = _opt(20.0, "close a connection whose pong is this late")
     chat_page: bool = _opt(True, "serve the chat page at /")
+    log_format: str = _opt(
+        "text", "log lines as text (time level logger: message) or json (one object per line)"
+    )
     metrics_dir: str = _opt(
         "",
         "directory where each process writes its metrics, so /metrics on any one covers all"
@@ -204,6 +207,8 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, got {self.log_format!r}")
         if self.max_message_bytes < 1024:
             raise ValueError("max_message_bytes must be >= 1024")
         if self.outbox_max_bytes < self.max_message_bytes:

@@ -59,6 +59,10 @@ class Endpoint:
             user_since = _user_since(websocket)
         except HandshakeDenied as exc:
             self.hub.counters[f"refused_{exc.kind}"] += 1
+            log.info(
+                "refused a handshake from %s (%s, HTTP %d): %s",
+                _client(websocket), exc.kind, exc.status, exc.reason,
+            )  # fmt: skip
             await _deny(websocket, exc)
             return
         await websocket.accept(subprotocol=SUBPROTOCOL if v1 else None)
@@ -85,7 +89,11 @@ class Endpoint:
                 info=access.info,
             )
         except ProtocolViolation as exc:
-            await websocket.close(*close_for(exc))
+            refused, why = close_for(exc)
+            log.info(
+                "refused a connection from %s (close %d): %s", _client(websocket), refused, why
+            )
+            await websocket.close(refused, why)
             return
         if isinstance(direct, DirectTransport):
             direct.on_shutdown = lambda: _spawn(self.hub.shut_down(conn))

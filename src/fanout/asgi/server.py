@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 
 from fanout.asgi.direct import FanoutWebSocketProtocol, quiet_client_errors
 from fanout.asgi.http import FanoutConfig, FanoutHttpProtocol
+from fanout.asgi.logs import log_config
 from fanout.settings import Settings
 
 
@@ -50,6 +51,7 @@ def uvicorn_config(
         ws_ping_timeout=settings.ping_timeout_s or None,
         timeout_graceful_shutdown=int(settings.shutdown_flush_s + settings.close_timeout_s + 1),
         log_level=log_level,
+        log_config=log_config(log_level, settings.log_format),
         lifespan="on",
     )
 

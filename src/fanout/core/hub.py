@@ -204,6 +204,7 @@ class Hub:
 
     def _on_closed(self, conn: Connection) -> None:
         self.counters[f"closes_{conn.close_code or 'none'}"] += 1
+        log.debug("closed %r: code %s %s", conn, conn.close_code, conn.close_reason)
         if conn.dropped:
             why = "slow_consumer" if conn.close_code == CloseCode.SLOW_CONSUMER else "closed"
             self.counters[f"dropped_{why}"] += conn.dropped
