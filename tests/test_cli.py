@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -50,5 +51,32 @@ def test_serve_help_explains_that_several_workers_need_the_redis_broker() -> Non
         text=True,
         check=True,
     ).stdout
-    assert "--workers N" in out
+    assert "--workers INT" in out
     assert "needs --broker redis://HOST:PORT/DB" in " ".join(out.split())
+
+
+def test_serve_help_has_no_empty_defaults_and_one_style_of_metavar() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fanout.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "(default: )" not in out
+    metavars = set(re.findall(r"^  --[a-z-]+ ([^ ,\n]+)", out, re.M))
+    assert metavars <= {"INT", "FLOAT", "STR", "LEVEL"}, metavars
+
+
+def test_fanout_version_prints_the_installed_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fanout.cli", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert re.fullmatch(r"fanout \d+\.\d+\.\d+\n", done.stdout), done.stdout
+
+
+def test_an_unknown_log_format_is_refused_before_starting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--log-format", "xml"]) == 2
+    assert "log_format must be text or json" in capsys.readouterr().err

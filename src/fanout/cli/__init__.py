@@ -8,6 +8,7 @@ does not need the lab's dependencies.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fanout", description="Real-time WebSocket hub on FastAPI, and its load lab."
     )
+    parser.add_argument("--version", action="version", version=f"fanout {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     publish.add_parser(commands)
@@ -26,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_parser(commands)
     token.add_parser(commands)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fanout")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,13 +34,17 @@ def add_parser(commands: Any) -> None:
         " act as one hub through --broker redis://...; SIGTERM stops them all gracefully.",
     )
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        metavar="LEVEL",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="critical, error, warning, info or debug (default: info)",
     )
     serve.add_argument(
         "--workers",
         type=_worker_count,
         default=1,
-        metavar="N",
+        metavar="INT",
         help="worker processes listening on the same port (default: 1, this process); more"
         " than 1 needs --broker redis://HOST:PORT/DB, since with the in-memory broker each"
         " worker would be a separate hub",

@@ -24,7 +24,9 @@ def add_settings_flags(
     for name in fields if names is None else names:
         f = fields[name]
         flag = "--" + name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        help_text = f.metadata.get("help", "")
+        if f.default != "":  # an empty default means "not set": the help says what then
+            help_text += f" (default: {f.default})"
         if isinstance(f.default, bool):
             group.add_argument(
                 flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
