@@ -45,7 +45,7 @@ async def publish(
     ``redis_errors``). Acked once a replica has it (``Router.run(replicated=True)``)."""
     keys = RoomKeys.of(options.key_prefix, room)
     kind, raw = encode_data(data)
-    topology = await router.current()
+    topology = router.topology or await router.current()
     args: list[str | bytes | int] = [
         new_epoch(),
         int(options.room_ttl_s * 1000),

@@ -140,6 +140,26 @@ class Router:
         replicated: bool = False,
     ) -> Any:
         """A script on the master owning its keys (they share a slot)."""
+        topology = self._topology
+        if topology is not None and not topology.cluster:
+            # One master (standalone, Sentinel): nothing to route, kept cheap, since every
+            # publish comes this way.
+            shard = topology.shards[0]
+            address = shard.master
+            if self._fail_fast and address in self.down:
+                raise BrokerUnavailable(self.down[address])
+            replicas = min(self._ack_replicas, len(shard.replicas)) if replicated else 0
+            try:
+                return await self.link(address).run(script, keys, args, replicas=replicas)
+            except Redirect:
+                self.refresh_soon()  # it became a cluster node? the general path follows
+            except TransientError as exc:
+                if not str(exc).startswith(("NOREPLICAS", "OOM", "BUSY")):
+                    self.refresh_soon()
+                raise
+            except (LinkError, OSError, TimeoutError) as exc:
+                self.mark_down(address, exc)
+                raise
 
         async def send(link: CommandLink, asking: bool) -> Any:
             replicas = 0
