@@ -15,6 +15,7 @@ from typing import Any
 
 MiB = 1024 * 1024
 ENV_PREFIX = "FANOUT_"
+MIN_ADMIN_KEY_CHARS = 16
 # ``fanout serve`` flags that lift the per-client limits: for benchmarks that measure the
 # hub itself with one client sending faster, or more clients from 127.0.0.1, than allowed.
 NO_CLIENT_LIMITS = (
@@ -143,6 +144,12 @@ class Settings:
         " FANOUT_API_KEY to the flag",
         secret=True,
     )
+    admin_key: str = _opt(
+        "",
+        "key for the /admin dashboard (16+ characters); empty: the dashboard is off."
+        " Prefer FANOUT_ADMIN_KEY to the flag",
+        secret=True,
+    )
     allowed_origins: str = _opt(
         "",
         "comma-separated origins (https://app.example.com) allowed besides the hub's own;"
@@ -233,6 +240,11 @@ class Settings:
             raise ValueError("auth_algorithms needs a key: auth_secret or auth_public_key_file")
         if not 0 <= self.port < 65536:
             raise ValueError("port must be 0-65535")
+        if self.admin_key and len(self.admin_key) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"admin_key must be at least {MIN_ADMIN_KEY_CHARS} characters (make one with"
+                " python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
     @property
     def auth_enabled(self) -> bool:
