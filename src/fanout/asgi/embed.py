@@ -12,12 +12,13 @@
         await hub.publish("orders", {"id": 42}, id="order-42")
 
 The router carries the hub's routes (``/ws``, ``/ws/{room}``, ``/healthz``,
-``/metrics``, ``/fanout.js``, the server API under ``/api/`` (docs/server-api.md), and
-the chat page at ``/`` if ``chat_page``) and a lifespan that FastAPI composes with the
-app's own when the router is included. Starlette does not run a mounted app's lifespan,
-so a hub that gets a request before it was started starts then (once); its shutdown is the
-server's (uvicorn's SIGTERM still flushes and closes every fanout connection with 1001
-under fanout's protocol class), which is why including the router is the first choice.
+``/metrics``, ``/fanout.js``, the server API under ``/api/`` (docs/server-api.md), the
+chat page at ``/`` if ``chat_page``, the dashboard at ``/admin`` if ``admin_key``) and a
+lifespan that FastAPI composes with the app's own when the router is included. Starlette
+does not run a mounted app's lifespan, so a hub that gets a request before it was started
+starts then (once); its shutdown is the server's (uvicorn's SIGTERM still flushes and
+closes every fanout connection with 1001 under fanout's protocol class), which is why
+including the router is the first choice.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from fanout.asgi import metrics
+from fanout.asgi import admin, metrics
 from fanout.asgi.api import ServerApi
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
 from fanout.asgi.wiring import wire
@@ -294,6 +295,7 @@ class Hub:
         self._api.add_routes(router)
         if self.settings.chat_page:
             router.add_api_route("/", _chat_page, methods=["GET"], response_class=HTMLResponse)
+        admin.add_routes(router, self.core, self.settings, self._broker_label, start)
 
     async def _healthz(self) -> Response:
         hub = self.core
