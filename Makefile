@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/redis_crossnode.py --results bench/RESULTS.md
 	$(BIN)/python bench/auth_cost.py --results bench/RESULTS.md
 	$(BIN)/python bench/users_presence.py --results bench/RESULTS.md
+	$(BIN)/python bench/reconnect_storm.py --results bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
