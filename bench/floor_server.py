@@ -22,7 +22,7 @@ import hashlib
 import signal
 from typing import ClassVar, cast
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
 
 def server_frame(opcode: int, data: bytes) -> bytes:
@@ -46,6 +46,11 @@ class Broadcast(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = b""
+        # Chunks of a frame not complete yet: joined once it is (joining every chunk to
+        # what came before costs the square of a large message's size).
+        self.chunks: list[bytes] = []
+        self.pending = 0
+        self.need = 2
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -57,6 +62,15 @@ class Broadcast(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
+        if self.open:
+            self.chunks.append(data)
+            self.pending += len(data)
+            if self.pending < self.need:
+                return
+            buf = b"".join(self.chunks)
+            rest = self.frames(buf)
+            self.chunks, self.pending = ([rest], len(rest)) if rest else ([], 0)
+            return
         buf = self.buf + data if self.buf else data
         if not self.open:
             end = buf.find(b"\r\n\r\n")
@@ -76,7 +90,8 @@ class Broadcast(asyncio.Protocol):
             self.open = True
             self.clients.add(self.transport)
             buf = buf[end + 4 :]
-        self.buf = self.frames(buf)
+        rest = self.frames(buf)
+        self.chunks, self.pending = ([rest], len(rest)) if rest else ([], 0)
 
     def frames(self, buf: bytes) -> bytes:
         n, pos = len(buf), 0
@@ -88,8 +103,10 @@ class Broadcast(asyncio.Protocol):
                 length, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
             end = start + 4 + length
             if start > n:  # the extended length itself is incomplete
+                self.need = start + 4 - pos
                 break
             if end > n:
+                self.need = end - pos  # the whole frame, before joining again
                 break
             opcode = buf[pos] & 0x0F
             data = unmask(buf[start : start + 4], buf[start + 4 : end])
@@ -100,6 +117,10 @@ class Broadcast(asyncio.Protocol):
                     transport.write(frame)
             elif opcode == 0x8 and self.transport is not None:
                 self.transport.close()
+        else:
+            self.need = 2
+        if n - pos < 2:
+            self.need = 2
         return buf[pos:]
 
 
