@@ -240,10 +240,14 @@ class Settings:
             raise ValueError("auth_algorithms needs a key: auth_secret or auth_public_key_file")
         if not 0 <= self.port < 65536:
             raise ValueError("port must be 0-65535")
-        if self.admin_key and len(self.admin_key) < MIN_ADMIN_KEY_CHARS:
+        if self.admin_key and (
+            len(self.admin_key) < MIN_ADMIN_KEY_CHARS
+            or not all("!" <= c <= "~" for c in self.admin_key)  # what a browser can send
+        ):
             raise ValueError(
-                f"admin_key must be at least {MIN_ADMIN_KEY_CHARS} characters (make one with"
-                " python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                f"admin_key must be at least {MIN_ADMIN_KEY_CHARS} characters, printable ASCII"
+                " without spaces (make one with python -c 'import secrets;"
+                " print(secrets.token_urlsafe(32))')"
             )
 
     @property

@@ -224,7 +224,8 @@ async def test_the_page_refuses_a_wrong_key_and_accepts_the_right_one(
     async with running_hub(Settings(admin_key=KEY)) as server:
         page = await admin_pages.open(server.url, key=None)
         await expect(page.get_by_test_id("refused")).to_be_hidden()
-        for wrong in ("wrong", WRONG_SAME_LENGTH):
+        # (The last one cannot even be sent in a header: refused without asking.)
+        for wrong in ("wrong", WRONG_SAME_LENGTH, "été-été-été-été-été"):
             await sign_in(page, wrong)
             await expect(page.get_by_test_id("refused")).to_have_text("refused: wrong key")
             await expect(page.get_by_test_id("key-form")).to_be_visible()
@@ -393,6 +394,9 @@ def test_a_short_admin_key_is_refused_at_start() -> None:
         Settings(admin_key="short")
     with pytest.raises(ValueError, match="admin_key must be at least 16 characters"):
         Settings.from_env({"FANOUT_ADMIN_KEY": "k" * 15})
+    for unsendable in ("été-été-été-été-été", "admin key with spaces", "k" * 16 + "\n"):
+        with pytest.raises(ValueError, match="printable ASCII without spaces"):
+            Settings(admin_key=unsendable)
     assert Settings.from_env({"FANOUT_ADMIN_KEY": KEY}).admin_key == KEY
     # The key survives the trip to --workers processes and is never in a repr.
     settings = Settings(admin_key=KEY)

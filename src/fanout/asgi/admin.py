@@ -129,7 +129,8 @@ def refusal(key: bytes, header: str | None) -> str | None:
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != SCHEME or not given.strip():
         return f"send 'Authorization: {SCHEME} KEY'"
-    if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), key):
+    # Header values arrive decoded as latin-1: encoding them back gives the bytes sent.
+    if not hmac.compare_digest(given.strip().encode("latin-1"), key):
         return "wrong admin key"
     return None
 

@@ -424,6 +424,10 @@
     event.preventDefault();
     const key = $("#key").value.trim();
     if (!key) return;
+    if (!/^[\x21-\x7e]+$/.test(key)) { // cannot be sent in a header: not the key
+      showLogin("refused: wrong key");
+      return;
+    }
     setKey(key);
     $("#key").value = "";
     start();
