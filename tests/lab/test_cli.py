@@ -44,8 +44,11 @@ def test_bench_help_explains_the_load_the_server_and_the_sweep() -> None:
         "--rates",
         "--processes",
         "--out",
+        "--fail-on",
+        "--junit",
     ]:
         assert flag in out
+    assert "exit status" in out
     assert "fanout report" in out
 
 
@@ -68,7 +71,7 @@ def test_a_bench_run_writes_results_that_report_turns_into_a_page(tmp_path: Path
         "-o",
         str(tmp_path / "run.json"),
     )
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr  # a "loss" verdict: a break fails the gate
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["schema"] == "fanout.lab.run/1"
     assert doc["totals"]["lost_holes"] == 3 * 5  # 9, 18, 27, 36, 45
@@ -119,7 +122,7 @@ def test_a_server_command_that_dies_is_reported_with_its_output(tmp_path: Path) 
         "-o",
         str(tmp_path / "x.json"),
     )
-    assert run.returncode == 1
+    assert run.returncode == 3  # an invalid run: nothing ever listened
     assert "boom: no config" in run.stderr
     assert not (tmp_path / "x.json").exists()
 

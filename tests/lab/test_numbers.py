@@ -94,3 +94,47 @@ def test_the_document_reads_any_json_value_without_raising() -> None:
     assert number({"x": 2}, "x") == 2.0
     assert objects(doc, "list") == [{"a": 1}]
     assert mapping(doc, "list") == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("slow_send_q_bytes", 4_000_000, "3.8 MiB"),
+        ("growth_bytes", -5_242_880, "-5 MiB"),
+        ("rss_end_mib", 1536.0, "1.5 GiB"),
+        ("slope_bytes_per_s", 25 * 1024 * 1024, "25 MiB/s"),
+        ("slope_mib_per_s", 24.0, "24 MiB/s"),
+        ("p99_ms", 2.4, "2.4 ms"),
+        ("p99_ms", 0.35, "0.35 ms"),
+        ("max_ms", 8_500.0, "8.5 s"),
+        ("stall_from_s", 1.5, "1.5 s"),
+        ("last_sample_s", 300.0, "5 min"),
+        ("busy_share", 0.62, "62 %"),
+        ("mean_cpu_percent", 78.9, "79 %"),
+        ("deliveries_per_s", 12_345.6, "12,346/s"),
+        ("refused", 11, "11"),
+        ("lost", 412_345, "412,345"),
+        ("cpu_percent", [104.7, 3.0], "105 %, 3 %"),
+        ("close_codes", {"1011": 3}, '{"1011": 3}'),
+        ("saturated", True, "true"),
+        ("type", "KeyError", "KeyError"),
+        ("history_bound_bytes", None, "null"),
+    ],
+)
+def test_evidence_shows_each_number_in_the_unit_its_name_says(
+    key: str, value: object, shown: str
+) -> None:
+    assert fmt.evidence(key, value) == shown
+
+
+def test_a_last_tick_of_a_few_ms_does_not_count_as_the_generators_load() -> None:
+    from fanout.lab.results import generator_cpu
+
+    config = BenchConfig(url="ws://127.0.0.1:1/ws", duration_s=1.0)
+    # A run where nothing connected: one tick 3 ms after the start, at 105 % of a core.
+    assert generator_cpu(config, [{"t": 0.003, "generator_cpu": [104.7]}])["cpu_percent"] == [0.0]
+    ticks = [{"t": 0.5, "generator_cpu": [40.0]}, {"t": 1.0, "generator_cpu": [60.0]}]
+    ticks.append({"t": 1.004, "generator_cpu": [180.0]})
+    found = generator_cpu(config.replace(duration_s=2.0), ticks)
+    assert found["cpu_percent"] == [50.0]
+    assert found["peak_cpu_percent"] == [60.0]

@@ -33,6 +33,7 @@ from fanout.lab.report import (
     sweep_pairs,
     write_report,
 )
+from fanout.lab.report.plots.over_time import latency_scale
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEALTHY = FIXTURES / "healthy.json"
@@ -145,8 +146,9 @@ def test_a_run_shows_its_verdicts_first_then_totals_and_latency(everything: str)
         assert cause in hol
     assert hol.index("hol_blocking") < hol.index("latency_slo")  # breaks before warnings
     assert "one stalled reader stalled the broadcast for everyone" in hol
-    assert "slow_send_q_bytes" in hol  # the evidence, as a table
-    assert "4000000" in hol
+    assert "slow_send_q_bytes" in hol  # the evidence, as a table, in human units
+    assert "3.8 MiB" in hol
+    assert "4000000" not in hol
 
 
 def test_the_totals_name_the_loss_and_its_kind(everything: str) -> None:
@@ -368,6 +370,38 @@ def test_the_latency_plot_switches_to_a_log_scale_when_latency_explodes() -> Non
     assert "log scale" not in (latency_over_time(run(HEALTHY).timeline) or "")
 
 
+def _texts(svg: str) -> list[str]:
+    return re.findall(r">([^<>]+)</text>", svg)
+
+
+def test_the_latency_plot_is_scaled_to_the_data_and_names_a_far_slo_at_its_top() -> None:
+    # 0.8 to 6 ms against a 100 ms objective: the axis is the data's, not the SLO's.
+    timeline = run(HEALTHY).timeline
+    values = [float(t[k]) for t in timeline for k in ("p50_ms", "p99_ms", "max_ms")]
+    scale = latency_scale(values, 100.0)
+    assert scale is not None
+    assert not scale.log
+    assert not scale.slo_drawn
+    assert 6.0 < scale.top < 10.0
+    svg = latency_over_time(timeline, 100.0) or ""
+    assert "p99 SLO 100 ms: above this scale" in "".join(_texts(svg))
+    assert "100" not in _texts(svg)  # no tick up at the objective
+
+
+def test_an_slo_near_the_data_is_drawn_as_a_line_at_its_height() -> None:
+    scale = latency_scale([40.0, 70.0, 80.0], 100.0)
+    assert scale is not None
+    assert scale.slo_drawn
+    assert scale.top >= 100.0
+    over = latency_scale([150.0, 400.0], 100.0)  # missed: the line is among the data
+    assert over is not None
+    assert over.slo_drawn
+    timeline = [{"t": 0.5 * i, "p50_ms": 40.0, "p99_ms": 70.0, "max_ms": 80.0} for i in range(6)]
+    svg = latency_over_time(timeline, 100.0) or ""
+    assert "p99 SLO 100 ms" in _texts(svg)  # the line's legend entry
+    assert "above this scale" not in svg
+
+
 # --- the terminal ----------------------------------------------------------------------
 
 
@@ -375,6 +409,7 @@ def test_the_terminal_summary_shows_verdicts_totals_and_latency() -> None:
     out = recorded([HEALTHY, HOL])
     for words in ("hol_blocking", "one stalled reader stalled", "412,345", "14,200", "1006×5"):
         assert words in out
+    assert "slow_send_q_bytes=3.8 MiB" in out  # evidence in human units
     assert "Comparison" in out
 
 
@@ -411,3 +446,11 @@ def test_a_run_summary_straight_from_bench_is_called_a_run() -> None:
     console.print(render_run_summary(RunDoc(Path("ws://127.0.0.1:8000/ws"), data)))
     first = console.export_text().splitlines()[0]
     assert first.startswith("run  valid  ws://127.0.0.1:8000/ws (plain)")
+
+
+def test_the_memory_plot_draws_the_servers_own_buffer_gauges_beside_its_rss() -> None:
+    samples = run(HOL).server_samples
+    gauges = [{"t": t, "values": {"fanout_outbox_bytes": t * 1e6}} for t in range(5)]
+    with_gauges = server_memory_over_time(samples, gauges) or ""
+    assert "its buffers (fanout_outbox_bytes)" in _texts(with_gauges)
+    assert "its buffers" not in (server_memory_over_time(samples) or "")

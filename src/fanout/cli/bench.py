@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from fanout.lab.config import BenchConfig
+from fanout.lab.gate import ExitCode, FailOn
 
 EPILOG = """\
 examples:
@@ -26,6 +28,13 @@ examples:
 
 Every run is bounded in time and count and targets this machine only. The results JSON
 (--out) is read by `fanout report`; its layout is in docs/lab-results.md.
+
+exit status (for CI, with --junit FILE for a JUnit XML report):
+  0  healthy: no verdict at or above --fail-on
+  1  a verdict at or above --fail-on (default: break; a sweep: at any point)
+  2  bad arguments: nothing was run
+  3  an invalid run, which cannot be trusted: nothing listening at the URL, the server
+     command died before listening, or the load generator was the bottleneck
 """
 
 
@@ -76,6 +85,30 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+
+
+def _writable(text: str) -> Path:
+    """A file path the run can write at its end, checked now rather than after the run:
+    not a directory, under a directory that exists (or can be made) and is writable."""
+    import os
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file name")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():  # missing directories are made when the file is written
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {str(ancestor)!r} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"cannot write {text!r}: permission denied in {str(ancestor)!r}"
+        )
+    return path
 
 
 def add_parser(commands: Any) -> None:
@@ -243,12 +276,26 @@ def add_parser(commands: Any) -> None:
         type=_list(_float),
         help="shares of slow receivers, e.g. 0,0.1 (default: 0)",
     )
-    out = p.add_argument_group("output")
+    out = p.add_argument_group("output and exit status")
     out.add_argument(
         "--out",
         "-o",
-        type=Path,
+        type=_writable,
         help="results JSON (default: fanout-run-<time>.json or fanout-sweep-<time>.json)",
+    )
+    out.add_argument(
+        "--fail-on",
+        choices=[level.value for level in FailOn],
+        default=FailOn.BREAK.value,
+        help="exit 1 when a verdict is at least this severe: warn, break, or never"
+        " (default: %(default)s)",
+    )
+    out.add_argument(
+        "--junit",
+        type=_writable,
+        metavar="FILE",
+        help="also write a JUnit XML report: a test case per run or sweep point, failed"
+        " by its verdicts at or above --fail-on, in error when the run is invalid",
     )
     out.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     p.set_defaults(handler=run)
@@ -294,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from rich.console import Console
 
-        from fanout.lab import results
+        from fanout.lab import gate, results
         from fanout.lab.config import ConfigError
         from fanout.lab.observe import ObserveError
         from fanout.lab.runner import RunError
@@ -304,9 +351,11 @@ def run(args: argparse.Namespace) -> int:
             " pip install 'fanout[lab]'",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.USAGE
     console = Console(stderr=True)
     argv = ["fanout", *sys.argv[1:]]
+    fail_on = FailOn(args.fail_on)
+    started = time.monotonic()
     try:
         config = _config(args)
         if args.sweep:
@@ -315,19 +364,52 @@ def run(args: argparse.Namespace) -> int:
             doc = _single(args, config, console, argv)
     except ConfigError as exc:
         print(f"fanout bench: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except (ObserveError, RunError) as exc:
+        # The run could not take place: nothing to trust, nothing written but the report.
         print(f"fanout bench: {exc}", file=sys.stderr)
-        return 1
+        cases = [gate.unmade(f"{args.url}: the run could not take place", str(exc))]
+        if not _junit(args, cases, fail_on, argv):
+            return ExitCode.USAGE
+        print(f"fanout bench: {gate.outcome_line(cases, fail_on)}", file=sys.stderr)
+        return ExitCode.INVALID
     except KeyboardInterrupt:
         print("fanout bench: interrupted, nothing written", file=sys.stderr)
         return 130
     out = args.out or _default_out("sweep" if args.sweep else "run")
-    results.write(doc, out)
+    try:
+        results.write(doc, out)
+    except OSError as exc:
+        print(f"fanout bench: cannot write the results to {out}: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     console.print(
         f"results written to [bold]{out}[/bold]; `fanout report {out} -o report.html` draws them"
     )
-    return 0
+    if args.sweep:
+        cases = gate.sweep_cases(doc, fail_on)
+    else:
+        cases = gate.run_cases(doc, fail_on, time.monotonic() - started)
+    if not _junit(args, cases, fail_on, argv):
+        return ExitCode.USAGE
+    code = gate.exit_code(cases)
+    style = "green" if code is ExitCode.HEALTHY else "bold red"
+    console.print(f"[{style}]{gate.outcome_line(cases, fail_on)}[/{style}]", highlight=False)
+    return code
+
+
+def _junit(args: argparse.Namespace, cases: Any, fail_on: FailOn, argv: list[str]) -> bool:
+    """Write the JUnit report if asked to; False when it could not be written."""
+    if args.junit is None:
+        return True
+    from fanout.lab.junit import write_junit
+
+    try:
+        write_junit(cases, args.junit, fail_on, command=argv)
+    except OSError as exc:
+        print(f"fanout bench: cannot write the JUnit report {args.junit}: {exc}", file=sys.stderr)
+        return False
+    print(f"fanout bench: JUnit report written to {args.junit}", file=sys.stderr)
+    return True
 
 
 def _single(args: argparse.Namespace, config: Any, console: Any, argv: list[str] | None) -> Any:

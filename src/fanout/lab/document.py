@@ -33,6 +33,10 @@ RUN_SCHEMA = "fanout.lab.run/1"
 SWEEP_SCHEMA = "fanout.lab.sweep/1"
 KNOWN_SCHEMAS = (RUN_SCHEMA, SWEEP_SCHEMA)
 
+#: The gauges (in ``server.gauges``) that count bytes a server holds on purpose, in
+#: bounded buffers: the diagnosis weighs memory growth against them, the report draws them.
+BUFFER_GAUGES = ("fanout_outbox_bytes", "fanout_history_bytes")
+
 JSONObject = Mapping[str, Any]
 
 _EMPTY: JSONObject = {}

@@ -8,6 +8,10 @@ significant digits, no ``.0``): :func:`short`, :func:`short_ms`, :func:`short_pc
 (of a percentage), :func:`short_bytes`. Whole counts read the same in both
 (:func:`count`). The summaries are stored in results documents, so neither register
 may change its output.
+
+A verdict's evidence is stored as plain numbers named with their unit (``..._bytes``,
+``..._ms``, ``..._per_s``); :func:`evidence` shows one in that unit, for people:
+``4.2 MiB`` rather than ``4404019``, ``350 ms`` rather than ``0.35``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from typing import Any
 
 MISSING = "–"
 KIB = 1024
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 # -- in a report: tables and plots ----------------------------------------------------
 
@@ -167,3 +173,87 @@ def short_bytes(value: float) -> str:
             shown = f"{scaled:.0f}" if scaled >= 100 or scaled.is_integer() else f"{scaled:.1f}"
             return f"{shown.removesuffix('.0')} {unit}"
     return f"{round(value)} B"
+
+
+def signed_bytes(value: float) -> str:
+    """:func:`short_bytes` for a change, which may be negative: ``-12 MiB``."""
+    return ("-" if value < 0 else "") + short_bytes(abs(value))
+
+
+def duration(seconds: float) -> str:
+    """A duration in the unit that reads best: ``0.35 ms``, ``12 ms``, ``2.5 s``, ``4.2 min``."""
+    magnitude = abs(seconds)
+    if magnitude == 0:
+        return "0 s"
+    if magnitude < 1:
+        return short_ms(seconds * 1000)
+    if magnitude < 120:
+        return f"{short(seconds)} s"
+    return f"{short(seconds / 60)} min"
+
+
+# -- in a verdict's evidence ----------------------------------------------------------
+
+# (suffix of the key, what the number is): the longest suffixes first.
+_UNITS: tuple[tuple[str, str], ...] = (
+    ("_mib_per_s", "mib/s"),
+    ("_bytes_per_s", "bytes/s"),
+    ("_per_s", "/s"),
+    ("_bytes", "bytes"),
+    ("_mib", "mib"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_percent", "percent"),
+    ("_share", "share"),
+)
+
+
+def _unit(key: str) -> str:
+    name = key.lower()
+    if name == "bytes":
+        return "bytes"
+    return next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
+
+
+def _in_unit(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return signed_bytes(value)
+    if unit == "mib":
+        return signed_bytes(value * MIB)
+    if unit == "bytes/s":
+        return f"{signed_bytes(value)}/s"
+    if unit == "mib/s":
+        return f"{signed_bytes(value * MIB)}/s"
+    if unit == "ms":
+        return duration(value / 1000)
+    if unit == "s":
+        return duration(value)
+    if unit == "percent":
+        return ("-" if value < 0 else "") + short_pct(abs(value))
+    if unit == "share":
+        return ("-" if value < 0 else "") + short_pct(abs(value) * 100)
+    if unit == "/s":
+        return f"{short(value)}/s"
+    return count(value) if float(value).is_integer() else short(value)
+
+
+def evidence(key: str, value: Any) -> str:
+    """One evidence value in the unit its key names: ``rss_end_bytes`` as ``214 MiB``,
+    ``p99_ms`` as ``2.4 ms``, ``slope_mib_per_s`` as ``24 MiB/s``, ``busy_share`` as
+    ``62 %``; a count with separators; a list item by item; anything else as JSON."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return scalar(value)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return scalar(value)
+        return _in_unit(float(value), _unit(key))
+    if isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        return ", ".join(evidence(key, v) for v in value) or "none"
+    return scalar(value)
+
+
+def evidence_line(items: Mapping[str, Any]) -> str:
+    """A verdict's evidence on one line: ``growth: +152 MiB, p99: 2.4 ms``."""
+    return ", ".join(f"{key}={evidence(key, value)}" for key, value in items.items())

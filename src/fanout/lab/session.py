@@ -3,7 +3,8 @@
 ``runner`` drives the load; this module adds what makes a run evidence: the server
 process (started from a command and stopped afterwards, or attached by PID and left
 alone), its CPU, memory, socket queues and log sampled alongside, the verdicts, and
-the run's validity (a generator that ran out of CPU measured itself, not the server).
+the run's validity (a generator that ran out of CPU measured itself, not the server;
+a run where not one connection opened measured nothing).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from fanout.lab import results, runner
 from fanout.lab.config import BenchConfig
-from fanout.lab.diagnosis import diagnose, is_generator_saturated
+from fanout.lab.diagnosis import diagnose, invalid_reasons
 from fanout.lab.observe import Observer, ServerProcess
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -93,7 +94,7 @@ def run_bench(
                 if server_doc is not None:
                     server_doc["stopped_by_lab"] = True
     doc = results.build_document(config, outcome, argv=argv, server=server_doc)
-    reasons = is_generator_saturated(doc)
+    reasons = invalid_reasons(doc)
     doc["valid"] = not reasons
     doc["invalid_reasons"] = reasons
     doc["verdicts"] = diagnose(doc)

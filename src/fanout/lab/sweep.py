@@ -121,6 +121,7 @@ class _Walk:
                 "broke": bool(reasons),
                 "reasons": reasons,
                 "valid": doc["valid"],
+                "invalid_reasons": doc.get("invalid_reasons", []),
                 "totals": doc["totals"],
                 "latency_ms": doc["latency_ms"],
                 "verdicts": doc["verdicts"],

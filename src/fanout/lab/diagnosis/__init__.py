@@ -5,13 +5,14 @@ and returns its verdicts, most important first: ``break`` (the server failed thi
 loss, errors, closes), then ``warn`` (degraded), then ``info``. Within a severity, root
 causes come before their symptoms (a stalled reader before the latency it caused). A run
 with nothing wrong gets a single ``ok`` (followed by any ``info`` verdicts, such as slow
-consumers cut as designed). ``is_generator_saturated(doc)`` lists the reasons the run
-does not measure the server (the lab sets ``valid=false`` from them).
+consumers cut as designed). ``invalid_reasons(doc)`` lists the reasons the run does not
+measure the server (the lab sets ``valid=false`` from them): its generator was the
+bottleneck (``is_generator_saturated``), or not one connection opened.
 
 The rules, one module per family: ``stall`` (stalled readers and their isolation),
-``delivery`` (what the healthy receivers got), ``server`` (the observed process's CPU and
-memory), ``failures`` (its exceptions and exit), ``connections`` (opens and closes),
-``generator`` (the lab itself).
+``delivery`` (what the healthy receivers got), ``server`` (the observed process's CPU),
+``memory`` (its memory: a leak, or buffers filling to their bound), ``failures`` (its
+exceptions and exit), ``connections`` (opens and closes), ``generator`` (the lab itself).
 Each rule is a function of the document alone and never raises on a valid document;
 missing optional parts (``server: null``, an empty timeline) only weaken the evidence.
 A rule reads the run through ``_run.Run`` (a :class:`fanout.lab.document.RunView` with the
@@ -24,11 +25,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fanout.lab.diagnosis import connections, delivery, failures, generator, server, stall
+from fanout.lab.diagnosis import (
+    connections,
+    delivery,
+    failures,
+    generator,
+    memory,
+    server,
+    stall,
+)
 from fanout.lab.diagnosis._run import Run
 from fanout.lab.document import Cause, Severity, Verdict
 
-__all__ = ["diagnose", "is_generator_saturated"]
+__all__ = ["diagnose", "invalid_reasons", "is_generator_saturated"]
 
 Rule = Callable[[Run], Verdict | None]
 
@@ -43,7 +52,7 @@ RULES: tuple[Rule, ...] = (
     connections.connect_limited,
     connections.connect_failed,
     server.server_cpu,
-    server.memory_growth,
+    memory.memory_growth,
     connections.unexpected_close,
     delivery.misdelivery,
     delivery.latency_slo,
@@ -100,3 +109,9 @@ def diagnose(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def is_generator_saturated(doc: dict[str, Any]) -> list[str]:
     """Why this run measured the lab rather than the server; empty when it is valid."""
     return generator.reasons(Run(doc))
+
+
+def invalid_reasons(doc: dict[str, Any]) -> list[str]:
+    """Why this run does not measure the server; empty when it is valid."""
+    run = Run(doc)
+    return generator.reasons(run) + connections.nothing_connected(run)

@@ -85,6 +85,28 @@ def _out_of(run: Run) -> str:
     return f" of {fmt.count(run.n_connections)}" if run.n_connections else ""
 
 
+def nothing_connected(run: Run) -> list[str]:
+    """Why the run measured nothing when not one connection opened (the server did not
+    answer, or not with a WebSocket); empty when one did, or when the server turned the
+    connections away as full (that is its verdict, ``connect_limited``)."""
+    conns = [*run.receivers, *run.senders]
+    if conns:
+        opened = any(not c.get("connect_error") for c in conns)
+    else:
+        opened = run.total("connect_failures") < run.n_connections
+    if opened or not run.connect_errors:
+        return []
+    _, limited, _ = _connect_counts(run)
+    if limited or run.close_codes[SERVER_FULL]:
+        return []
+    errors = ", ".join(f"{error} × {n}" for error, n in sorted(run.connect_errors.items()))
+    why = "the run measured nothing"
+    if set(run.connect_errors) == {"refused"}:
+        url = str(run.config.get("url") or "the URL")
+        why = f"nothing was listening at {url}, so the run measured nothing"
+    return [f"no connection could be opened ({errors}): {why}"]
+
+
 def connect_refused(run: Run) -> Verdict | None:
     refused, _, _ = _connect_counts(run)
     if not refused:

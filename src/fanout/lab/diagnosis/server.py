@@ -1,13 +1,12 @@
-"""Rules read from the observed server process's resources: CPU and memory."""
+"""Rules read from the observed server process's CPU (its memory: :mod:`.memory`)."""
 
 from __future__ import annotations
 
 from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
-from fanout.lab.diagnosis._values import mean, median, num, num0, slope, thirds
+from fanout.lab.diagnosis._values import mean, median, num, num0
 from fanout.lab.diagnosis._words import plural
 from fanout.lab.document import Cause, Severity, Verdict
-from fanout.lab.fmt import MIB
 
 #: A sample at or above this share of one core counts as the server being busy.
 CPU_BUSY_PERCENT = 90.0
@@ -22,9 +21,6 @@ BEHIND_SHARE = 0.9
 #: and at least LATENCY_GROWTH_MIN_MS higher.
 LATENCY_GROWTH_FACTOR = 2.0
 LATENCY_GROWTH_MIN_MS = 5.0
-#: Memory growth worth a verdict: more than max(32 MiB, 20 % of the starting RSS).
-MEMORY_GROWTH_MIN_BYTES = 32 * MIB
-MEMORY_GROWTH_MIN_SHARE = 0.2
 
 
 def latency_growth(run: Run) -> tuple[float, float] | None:
@@ -129,48 +125,6 @@ def server_cpu(run: Run) -> Verdict | None:
             "slo_p99_ms": run.slo_ms,
             "p50_first_third_ms": growth[0] if growth else None,
             "p50_last_third_ms": growth[1] if growth else None,
-            "lost": run.lost,
-        },
-    )
-
-
-def memory_growth(run: Run) -> Verdict | None:
-    points = [
-        (num0(sample.get("t")), rss)
-        for sample in run.samples
-        if (rss := num(sample.get("rss_bytes"))) is not None
-    ]
-    if len(points) < 3:
-        return None
-    start, end = points[0][1], points[-1][1]
-    threshold = max(MEMORY_GROWTH_MIN_BYTES, MEMORY_GROWTH_MIN_SHARE * start)
-    rate = slope(points)
-    parts = thirds([rss for _, rss in points])
-    if end - start <= threshold or rate is None or rate <= 0 or parts is None:
-        return None
-    if parts[1] <= parts[0]:
-        return None
-    sent = run.total("sent")
-    return Verdict(
-        Cause.MEMORY_GROWTH,
-        Severity.BREAK if run.lost else Severity.WARN,
-        f"server memory grew from {fmt.short_bytes(start)} to {fmt.short_bytes(end)}"
-        f" (+{fmt.short_bytes(end - start)}, {fmt.short(rate / MIB)} MiB/s) and was still growing"
-        + (
-            f" while {plural(run.lost, 'message')} were lost"
-            if run.lost
-            else " as the run ended: a leak, or buffers not yet at their bound"
-        ),
-        {
-            "rss_start_mib": round(start / MIB, 1),
-            "rss_end_mib": round(end / MIB, 1),
-            "rss_max_mib": round(max(rss for _, rss in points) / MIB, 1),
-            "growth_mib": round((end - start) / MIB, 1),
-            "threshold_mib": round(threshold / MIB, 1),
-            "slope_mib_per_s": round(rate / MIB, 3),
-            "first_third_mib": round(parts[0] / MIB, 1),
-            "last_third_mib": round(parts[1] / MIB, 1),
-            "growth_per_message_bytes": round((end - start) / sent) if sent else None,
             "lost": run.lost,
         },
     )

@@ -1,14 +1,20 @@
-"""Scrape a Prometheus ``/metrics`` endpoint of a server on this machine."""
+"""Scrape a Prometheus ``/metrics`` endpoint of a server on this machine, read its gauges."""
 
 from __future__ import annotations
 
 import http.client
+import math
+import re
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_BYTES = 16 * 1024 * 1024
+#: At most this many gauges are kept from one page (the first ones it lists).
+MAX_GAUGES = 64
+
+_UNLABELLED = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\s+(\S+)(?:\s+\S+)?\s*$")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -48,3 +54,32 @@ def scrape(url: str, timeout_s: float = 2.0) -> str | None:
         # URLError and HTTPError are OSErrors; so are refused, reset and timed out.
         return None
     return body.decode("utf-8", errors="replace")
+
+
+def parse_gauges(page: str) -> dict[str, float]:
+    """The unlabelled gauges of a Prometheus text page, ``{name: value}``.
+
+    Only samples whose ``# TYPE`` says ``gauge`` count (counters and histograms say
+    nothing about what the server holds now); labelled series, values that are not
+    finite numbers and anything past :data:`MAX_GAUGES` are left out.
+    """
+    types: dict[str, str] = {}
+    found: dict[str, float] = {}
+    for line in page.splitlines():
+        if line.startswith("# TYPE "):
+            parts = line.split()
+            if len(parts) >= 4:
+                types[parts[2]] = parts[3]
+            continue
+        match = _UNLABELLED.match(line)
+        if match is None or types.get(match[1]) != "gauge" or match[1] in found:
+            continue
+        try:
+            value = float(match[2])
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            found[match[1]] = value
+            if len(found) >= MAX_GAUGES:
+                break
+    return found

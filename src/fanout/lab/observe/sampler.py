@@ -6,6 +6,10 @@ send queue to what the client on the other end is ("stable", "slow", "sender",
 "churn"): the caller registers the clients' local ports with ``set_port_kinds``; a
 port it did not register counts as "other". Sampling ends when the server process
 exits (a dead process has no CPU, memory or sockets to report).
+
+With a metrics URL that answers, the server's own gauges are followed too (once a
+second, :mod:`.gauges`), and a fanout hub's buffer bounds are read from its command
+line (:mod:`.bounds`): the evidence that tells buffers filling from a leak.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any, Self
 
 import psutil
 
+from fanout.lab.observe.bounds import bounds_of
+from fanout.lab.observe.gauges import GaugeSampler
 from fanout.lab.observe.logs import exceptions_in_file, tail_file
-from fanout.lab.observe.metrics import check_local_url, scrape
+from fanout.lab.observe.metrics import check_local_url, parse_gauges, scrape
 from fanout.lab.observe.process import ServerProcess
 from fanout.lab.observe.sockets import queues_on_port
 
@@ -62,6 +68,8 @@ class Observer:
         self._error: str | None = None
         self._metrics_before: str | None = None
         self._metrics_after: str | None = None
+        self._gauges: GaugeSampler | None = None
+        self._bounds: dict[str, Any] | None = None
 
     # -- what the caller tells us -------------------------------------------------------
 
@@ -90,6 +98,10 @@ class Observer:
                 self._t0 = time.monotonic()
         if self._metrics_url is not None:
             self._metrics_before = scrape(self._metrics_url, self._metrics_timeout)
+            if self._metrics_before is not None and parse_gauges(self._metrics_before):
+                self._gauges = GaugeSampler(self._metrics_url)
+                self._gauges.start()
+        self._bounds = bounds_of(self._server.pid)
         try:
             self._root = psutil.Process(self._server.pid)
             self._procs = {self._root.pid: self._root}
@@ -108,6 +120,8 @@ class Observer:
             return
         self._stopping.set()
         thread.join()
+        if self._gauges is not None:
+            self._gauges.stop()
         if self._metrics_url is not None:
             self._metrics_after = scrape(self._metrics_url, self._metrics_timeout)
 
@@ -161,8 +175,18 @@ class Observer:
                 if self._metrics_url is None
                 else {"before": self._metrics_before, "after": self._metrics_after}
             ),
+            "gauges": self.gauges(),
+            "bounds": self._bounds,
             "exit_code": self._server.returncode,
         }
+
+    def gauges(self) -> list[dict[str, Any]]:
+        """The server's own gauges over the run, ``t`` relative to the current t0."""
+        if self._gauges is None:
+            return []
+        with self._lock:
+            t0 = 0.0 if self._t0 is None else self._t0
+        return self._gauges.samples(t0)
 
     # -- the thread ---------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def _style(verdict: Verdict) -> str:
 
 
 def _evidence(evidence: JSONObject) -> str:
-    return ", ".join(f"{k}={fmt.scalar(v)}" for k, v in evidence.items())
+    return fmt.evidence_line(evidence)
 
 
 def verdicts_table(verdicts: Sequence[Verdict]) -> RenderableType:
@@ -152,7 +152,7 @@ def render_run_summary(doc: RunDoc, name: str | None = None) -> RenderableType:
     parts: list[RenderableType] = [_header(name or _default_name(doc), doc.valid, doc.config)]
     if not doc.valid:
         reasons = "; ".join(doc.invalid_reasons) or "no reason recorded"
-        parts.append(Text(f"invalid run (the generator was the bottleneck): {reasons}", "red"))
+        parts.append(Text(f"invalid run (it does not measure the server): {reasons}", "red"))
     parts.append(verdicts_table(doc.verdicts))
     parts.append(totals_table(doc.totals, text(doc.config, "mode")))
     parts.append(latency_table(doc.latency, number(doc.config, "slo_p99_ms")))

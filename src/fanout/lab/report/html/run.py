@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from fanout.lab import fmt
-from fanout.lab.document import JSONObject, RunDoc, Verdict, counts, number, text
+from fanout.lab.document import JSONObject, RunDoc, Verdict, counts, number, objects, text
 from fanout.lab.report import plots
 from fanout.lab.report.html.markup import (
     CLASS_ORDER,
@@ -26,7 +26,7 @@ from fanout.lab.report.html.server import server_section
 def _evidence(evidence: JSONObject) -> str:
     if not evidence:
         return ""
-    rows = [(str(k), e(v)) for k, v in evidence.items()]
+    rows = [(str(k), e(fmt.evidence(str(k), v))) for k, v in evidence.items()]
     return table(["evidence", "value"], ([e(k), num_cell(v)] for k, v in rows))
 
 
@@ -122,8 +122,8 @@ def _invalid_banner(valid: bool, reasons: Sequence[str]) -> str:
         return ""
     items = "".join(f"<li>{e(r)}</li>" for r in reasons) or "<li>no reason recorded</li>"
     return (
-        '<div class="invalid-banner"><strong>INVALID RUN: the load generator, not the'
-        " server, was the bottleneck; these numbers do not measure the server.</strong>"
+        '<div class="invalid-banner"><strong>INVALID RUN: these numbers do not measure the'
+        " server.</strong>"
         f"<ul>{items}</ul></div>"
     )
 
@@ -153,8 +153,8 @@ def _run_plots(doc: RunDoc) -> str:
             "neither the generator's nor the server's CPU was sampled",
         ),
         figure(
-            plots.server_memory_over_time(samples),
-            "Server resident memory (MiB)",
+            plots.server_memory_over_time(samples, objects(server or {}, "gauges")),
+            "Server resident memory (MiB), and its own buffers when it publishes them",
             no_server if not samples else "no sample carried rss_bytes",
         ),
         figure(

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fanout.lab.document import JSONObject, counts, finite, number
+from fanout.lab import fmt
+from fanout.lab.document import BUFFER_GAUGES, JSONObject, counts, finite, mapping, number
 from fanout.lab.fmt import KIB, MIB
 from fanout.lab.report.plots.svg import label, plain_numbers, render
 
@@ -61,8 +63,49 @@ def _positive(values: Sequence[float]) -> list[float]:
     return [v for v in values if not math.isnan(v) and v > 0]
 
 
+#: The latency axis is scaled to the data. The p99 SLO line is drawn at its height when
+#: holding it stretches the axis no more than this much above the highest latency (a
+#: log axis: ``SLO_STRETCH_LOG``); further up it would flatten the data into the floor,
+#: so the plot names it at its top edge instead.
+SLO_STRETCH = 1.5
+SLO_STRETCH_LOG = 10.0
+#: Latencies spanning more than this ratio are drawn on a log axis.
+LOG_RATIO = 50.0
+_HEADROOM = 1.15
+
+
+@dataclass(frozen=True)
+class LatencyScale:
+    """How the latency plot's y axis is laid out."""
+
+    log: bool
+    bottom: float
+    top: float
+    slo_drawn: bool  # the SLO line is within the axis (else named at its top edge)
+
+
+def latency_scale(values: Sequence[float], slo_ms: float | None) -> LatencyScale | None:
+    """The y axis for these latencies (ms, NaN for none): fitted to the data, stretched
+    to hold the SLO line only when that does not flatten the data; None without data."""
+    known = [v for v in values if not math.isnan(v)]
+    if not known:
+        return None
+    positive = _positive(known)
+    highest = max(known)
+    log = bool(positive) and max(positive) / min(positive) > LOG_RATIO
+    slo = slo_ms if slo_ms is not None and slo_ms > 0 else None
+    if log:
+        slo_drawn = slo is not None and slo <= highest * SLO_STRETCH_LOG
+        top = max(highest, slo if slo_drawn and slo is not None else 0.0) * 1.5
+        return LatencyScale(True, min(positive) / 1.5, top, slo_drawn)
+    slo_drawn = slo is not None and slo <= max(highest, 0.0) * SLO_STRETCH
+    top = max(highest, slo if slo_drawn and slo is not None else 0.0) * _HEADROOM
+    return LatencyScale(False, 0.0, top if top > 0 else 1.0, slo_drawn)
+
+
 def latency_over_time(timeline: Sequence[JSONObject], slo_ms: float | None = None) -> str | None:
-    """p50, p99 and max latency of each progress tick, with the p99 SLO as a line."""
+    """p50, p99 and max latency of each progress tick, on an axis fitted to them, with the
+    p99 SLO as a line (or named at the top edge when it is far above the data)."""
     rows = _times(timeline)
     t = _column(rows, "t")
     series = [
@@ -70,19 +113,30 @@ def latency_over_time(timeline: Sequence[JSONObject], slo_ms: float | None = Non
         ("p99", _column(rows, "p99_ms"), "#f58518"),
         ("max", _column(rows, "max_ms"), "#e45756"),
     ]
-    if not _has_data(*(values for _, values, _ in series)):
+    scale = latency_scale([v for _, values, _ in series for v in values], slo_ms)
+    if scale is None:
         return None
 
     def draw(fig: Figure) -> None:
         ax = fig.subplots()
         for name, values, colour in series:
             ax.plot(t, values, label=name, color=colour, linewidth=1.4, marker=".", markersize=3)
-        if slo_ms is not None:
-            ax.axhline(slo_ms, color="#b00020", linestyle="--", linewidth=1, label="p99 SLO")
-        positive = _positive([v for _, values, _ in series for v in values])
-        log = bool(positive) and max(positive) / min(positive) > 50
-        title = "Latency per tick (send to receive)" + (", log scale" if log else "")
-        _time_axis(ax, title, "latency (ms)", log=log)
+        slo = f"p99 SLO {fmt.ms(slo_ms)}"
+        if slo_ms is not None and scale.slo_drawn:
+            ax.axhline(slo_ms, color="#b00020", linestyle="--", linewidth=1, label=slo)
+        title = "Latency per tick (send to receive)" + (", log scale" if scale.log else "")
+        _time_axis(ax, title, "latency (ms)", log=scale.log)
+        ax.set_ylim(scale.bottom, scale.top)
+        if slo_ms is not None and not scale.slo_drawn:
+            ax.annotate(
+                f"{slo}: above this scale \u2191",
+                xy=(1.0, 1.01),
+                xycoords="axes fraction",
+                ha="right",
+                va="bottom",
+                color="#b00020",
+                fontsize=8,
+            )
         ax.legend(loc="upper left")
 
     return render(draw)
@@ -123,19 +177,50 @@ def deliveries_over_time(timeline: Sequence[JSONObject]) -> str | None:
     return render(draw)
 
 
-def server_memory_over_time(samples: Sequence[JSONObject]) -> str | None:
-    """The server's resident memory (MiB) over the run."""
+def _buffer_gauges(gauges: Sequence[JSONObject]) -> tuple[list[float], list[float], list[str]]:
+    """(t, MiB) of the server's own buffer gauges (summed), and their names."""
+    t: list[float] = []
+    held: list[float] = []
+    names: set[str] = set()
+    for row in _times(gauges):
+        values = mapping(row, "values")
+        found = {n: v for n in BUFFER_GAUGES if (v := number(values, n)) is not None}
+        if found:
+            t.append(number(row, "t") or 0.0)
+            held.append(sum(found.values()) / MIB)
+            names.update(found)
+    return t, held, sorted(names)
+
+
+def server_memory_over_time(
+    samples: Sequence[JSONObject], gauges: Sequence[JSONObject] = ()
+) -> str | None:
+    """The server's resident memory (MiB) over the run, with what its own buffer gauges
+    (fanout's ``fanout_outbox_bytes``) say it held, when it publishes them."""
     rows = _times(samples)
     t = _column(rows, "t")
     rss = _column(rows, "rss_bytes", 1 / MIB)
     if not _has_data(rss):
         return None
     known = [v for v in rss if not math.isnan(v)]
+    gauge_t, held, names = _buffer_gauges(gauges)
 
     def draw(fig: Figure) -> None:
         ax = fig.subplots()
-        ax.plot(t, rss, color="#9d755d", linewidth=1.4)
+        ax.plot(t, rss, color="#9d755d", linewidth=1.4, label="RSS")
         ax.fill_between(t, rss, color="#9d755d", alpha=0.15)
+        if held:
+            ax.plot(
+                gauge_t,
+                held,
+                color="#4c78a8",
+                linestyle="--",
+                linewidth=1.2,
+                marker=".",
+                markersize=3,
+                label=label(f"its buffers ({', '.join(names)})"),
+            )
+            ax.legend(loc="upper left")
         growth = known[-1] - known[0]
         _time_axis(
             ax,

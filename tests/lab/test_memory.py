@@ -1,0 +1,168 @@
+"""The memory verdict tells a leak from buffers filling toward their bound.
+
+Documents as the lab writes them (``tests/lab/test_diagnosis.py`` builds them): one
+sender for 10 s, server samples every 0.25 s until 15 s, and, when the server publishes
+them, its gauges every second and the bounds read from its command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fanout.lab.diagnosis import diagnose
+from fanout.lab.diagnosis.memory import HISTORY_OVERHEAD
+from fanout.lab.observe.bounds import bounds_from_command
+from fanout.lab.observe.metrics import parse_gauges
+from tests.lab.test_diagnosis import MIB, causes, lose, run_doc, server
+
+Doc = dict[str, Any]
+
+FANOUT_BOUNDS = {
+    "max_message_bytes": 16 * MIB,
+    "outbox_max_messages": 4096,
+    "outbox_max_bytes": 64 * MIB,
+    "history_max_messages": 1000,
+    "history_max_bytes": 64 * MIB,
+    "history_total_max_bytes": 512 * MIB,
+    "history_in_process": True,
+    "workers": 1,
+}
+
+
+def observed(rss: Callable[[float], float], **parts: Any) -> Doc:
+    """A healthy run whose server's memory follows ``rss(t)``; ``parts`` go in ``server``."""
+    doc = run_doc()
+    doc["server"] = {**server(rss=rss), **parts}
+    return doc
+
+
+def gauges(outbox: Callable[[float], float], until: float = 15.0) -> list[dict[str, Any]]:
+    """fanout's gauges every second, from before sending started."""
+    return [
+        {"t": t - 0.5, "values": {"fanout_connections": 51.0, "fanout_outbox_bytes": outbox(t)}}
+        for t in range(int(until) + 1)
+    ]
+
+
+def memory(doc: Doc) -> dict[str, Any]:
+    found = [v for v in diagnose(doc) if v["cause"] == "memory_growth"]
+    assert len(found) == 1, causes(diagnose(doc))
+    return found[0]
+
+
+def filling(t: float) -> float:
+    """Buffers filling at 100 MiB/s for 2 s, then full: 50 MiB -> 250 MiB."""
+    return 50 * MIB + 100 * MIB * min(t, 2.0)
+
+
+def test_memory_that_rises_then_levels_off_is_buffers_filling_not_a_leak() -> None:
+    mem = memory(observed(filling))
+    assert mem["severity"] == "info"
+    assert "levelled off from 2 s" in mem["summary"]
+    assert "not a leak" in mem["summary"]
+    assert mem["evidence"]["levelled_at_s"] <= 2.1
+    assert "ok" in causes(diagnose(observed(filling)))
+
+
+def test_memory_growing_at_the_same_pace_to_the_end_is_still_a_leak() -> None:
+    mem = memory(observed(lambda t: 50 * MIB + 20 * MIB * t))
+    assert mem["severity"] == "warn"
+    assert "kept growing steadily" in mem["summary"]
+    assert "a leak, or buffers not yet at their bound" in mem["summary"]
+
+
+def test_growth_the_servers_own_outbox_gauge_accounts_for_is_not_a_leak() -> None:
+    # Memory grows for the whole run, but fanout says it is all queued in its outboxes.
+    doc = observed(lambda t: 50 * MIB + 15 * MIB * t, gauges=gauges(lambda t: 15 * MIB * max(t, 0)))
+    mem = memory(doc)
+    assert mem["severity"] == "info"
+    assert "no more than its bounded buffers may hold" in mem["summary"]
+    assert "fanout_outbox_bytes" in mem["summary"]
+    assert mem["evidence"]["buffers_max_bytes"] >= 150 * MIB
+
+
+def test_growth_within_the_history_its_configured_bounds_allow_is_not_a_leak() -> None:
+    # 64 KiB messages: 1000 of them are 62.5 MiB of history, which fanout may keep (and
+    # what comes with each: its cached frame, the allocator's slack).
+    doc = observed(lambda t: 50 * MIB + 7 * MIB * t, bounds=FANOUT_BOUNDS)
+    doc["config"]["size"] = 64 * 1024
+    mem = memory(doc)
+    assert mem["severity"] == "info"
+    assert mem["evidence"]["history_bound_bytes"] == HISTORY_OVERHEAD * 1000 * 64 * 1024
+    assert "of room history" in mem["summary"]
+
+
+def test_a_leak_beyond_what_the_buffers_may_hold_is_named_with_them() -> None:
+    doc = observed(
+        lambda t: 50 * MIB + 40 * MIB * t,
+        gauges=gauges(lambda t: 2 * MIB),
+        bounds=FANOUT_BOUNDS,
+    )
+    mem = memory(doc)
+    assert mem["severity"] == "warn"
+    assert "its buffers may hold" in mem["summary"]
+    assert mem["evidence"]["unexplained_growth_bytes"] > 300 * MIB
+
+
+def test_with_a_redis_broker_the_history_is_not_held_by_the_hub() -> None:
+    bounds = {**FANOUT_BOUNDS, "history_in_process": False}
+    doc = observed(lambda t: 50 * MIB + 7 * MIB * t, bounds=bounds)
+    doc["config"]["size"] = 64 * 1024
+    assert memory(doc)["severity"] == "warn"
+
+
+def test_a_leak_is_still_a_break_when_messages_were_lost() -> None:
+    doc = observed(lambda t: 50 * MIB + 20 * MIB * t)
+    lose(doc, holes=100)
+    assert memory(doc)["severity"] == "break"
+
+
+def test_memory_that_only_grows_after_sending_is_not_judged() -> None:
+    doc = observed(lambda t: 50 * MIB + (60 * MIB * (t - 10) if t > 10.5 else 0))
+    assert causes(diagnose(doc)) == ["ok"]
+
+
+def test_gauges_and_bounds_that_make_no_sense_do_not_raise() -> None:
+    junks: list[Any] = [None, [], "x", [1, {"t": "x"}, {"t": 1, "values": [1]}], [{"values": {}}]]
+    for junk in junks:
+        doc = observed(filling, gauges=junk, bounds=junk)
+        assert memory(doc)["severity"] == "info"
+
+
+def test_a_prometheus_page_gives_its_unlabelled_gauges() -> None:
+    page = "\n".join(
+        [
+            "# HELP fanout_outbox_bytes bytes queued",
+            "# TYPE fanout_outbox_bytes gauge",
+            "fanout_outbox_bytes 1.5e+06",
+            "# TYPE fanout_published_total counter",
+            "fanout_published_total 12.0",
+            "# TYPE fanout_closes gauge",
+            'fanout_closes{code="1000"} 3.0',
+            "# TYPE weird gauge",
+            "weird NaN",
+            "untyped_thing 4",
+        ]
+    )
+    assert parse_gauges(page) == {"fanout_outbox_bytes": 1_500_000.0}
+
+
+def test_the_bounds_of_a_fanout_hub_come_from_its_flags_over_its_environment() -> None:
+    argv = ["/venv/bin/python", "-m", "fanout.cli", "serve", "--outbox-max-bytes", "1000000000"]
+    found = bounds_from_command(argv, {"FANOUT_HISTORY_MAX_BYTES": "1234"})
+    assert found is not None
+    assert found["outbox_max_bytes"] == 1_000_000_000
+    assert found["history_max_bytes"] == 1234
+    assert found["history_in_process"] is True
+    script = ["/venv/bin/python", "/venv/bin/fanout", "serve", "--broker", "redis://:pw@h:6379/0"]
+    redis = bounds_from_command(script, {})
+    assert redis is not None
+    assert redis["history_in_process"] is False
+    assert "pw" not in repr(redis)  # only bounds are kept, never the broker URL
+
+
+def test_any_other_server_or_a_command_fanout_would_refuse_has_no_bounds() -> None:
+    assert bounds_from_command(["python", "leaky.py", "--port", "1"], {}) is None
+    assert bounds_from_command(["fanout", "serve", "--no-such-flag"], {}) is None
+    assert bounds_from_command(["fanout", "serve", "--outbox-max-bytes", "1"], {}) is None
