@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -107,7 +108,15 @@ def test_the_websocket_protocol_still_sets_every_attribute_fanout_uses() -> None
     proto = _instance(FanoutWebSocketProtocol)
     assert [a for a in WEBSOCKET_ATTRIBUTES if not hasattr(proto, a)] == []
     assert isinstance(proto.conn, ServerProtocol)
-    assert isinstance(proto.queue, asyncio.Queue)
+    # fanout replaces uvicorn's queue and writable Event with lighter objects
+    # (direct._Inbox, LazyEvent): uvicorn must use only what those have.
+    source = inspect.getsource(WebSocketsSansIOProtocol)
+    assert set(re.findall(r"self\.queue\.(\w+)", source)) <= {"put_nowait", "get", "empty", "qsize"}
+    assert set(re.findall(r"self\.writable\.(\w+)", source)) <= {"set", "clear", "wait", "is_set"}
+    # The slots fanout declares are attributes uvicorn's __init__ sets.
+    init = inspect.getsource(WebSocketsSansIOProtocol.__init__)
+    for name in FanoutWebSocketProtocol.__slots__:
+        assert f"self.{name}" in init, name
     assert proto.close_sent is False
     assert proto.read_paused is False
     for name in ("send_close", "data_to_send", "extensions"):

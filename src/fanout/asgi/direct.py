@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from fanout.core.lazy_event import LazyEvent
 from fanout.protocol.envelope import OutFrame
 
 EXTENSION = "fanout.direct"
@@ -97,8 +99,55 @@ def quiet_client_errors() -> None:
         logger.addFilter(_QuietClientErrors())
 
 
+class _Inbox:
+    """The part of ``asyncio.Queue`` uvicorn uses for received messages (``put_nowait``,
+    ``get``, ``empty``), in a list and one future: a Queue holds three deques and an
+    Event, about 3 KB per idle connection."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as ``ws=`` to uvicorn to give fanout its direct transport."""
+
+    # Slots for some of the attributes uvicorn's __init__ sets: it sets 34, and past 30
+    # an instance dict stops sharing its keys with the class (about 1.2 KB each).
+    __slots__ = (
+        "close_timeout", "close_timer", "curr_msg_data_type", "frames", "initial_response",
+        "last_ping_rtt", "pending_ping_payload", "ping_interval", "ping_sent_at",
+        "ping_timeout", "ping_timer", "pong_timer",
+    )  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = LazyEvent()  # type: ignore[assignment]
+        self.writable.set()
 
     direct: DirectTransport | None = None
     # ``not writable.is_set()`` as a plain attribute: ready() reads it once per recipient
@@ -195,6 +244,9 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response are not needed any more (about 2 KB).
+            self.request = self.response = None  # type: ignore[assignment]
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
             # A handshake refused with an HTTP response (403) is complete; uvicorn does
             # not note it, and would log "returned without completing handshake".

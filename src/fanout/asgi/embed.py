@@ -39,6 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fanout.asgi import admin, metrics
 from fanout.asgi.api import ServerApi
 from fanout.asgi.endpoint import ConsumerFactory, Endpoint
+from fanout.asgi.front import DirectRoute, HubApp
 from fanout.asgi.wiring import wire
 from fanout.auth import redact
 from fanout.core.broker import Broker, History, Published
@@ -253,7 +254,7 @@ class Hub:
         """A FastAPI app serving only this hub: for ``app.mount(prefix, hub.app)``, or
         to run alone (what ``create_app`` returns)."""
         if self._app is None:
-            app = FastAPI(title="fanout")
+            app = HubApp(title="fanout", direct_ws=self._direct_ws)
             app.include_router(self.router)
             app.state.hub = self.core
             app.state.fanout = self
@@ -270,6 +271,8 @@ class Hub:
                 await start()
                 await endpoint(websocket, room)
 
+            self._direct_ws: DirectRoute | None = ws
+
         else:
 
             async def ws(  # type: ignore[misc]
@@ -280,6 +283,7 @@ class Hub:
 
             # Objects, not the strings this module's annotations are: FastAPI resolves
             # strings in the module's globals, where the app's hook is not.
+            self._direct_ws = None  # the hook is a FastAPI dependency: FastAPI's path
             ws.__annotations__ = {
                 "websocket": WebSocket,
                 "identity": Annotated[Any, Depends(authenticate)],

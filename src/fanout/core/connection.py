@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 
 from fanout.core.flush import FlushScheduler
+from fanout.core.lazy_event import LazyEvent
 from fanout.core.outbox import Outbox, OutboxLimits
 from fanout.core.subscription import Subscription
 from fanout.core.transport import Transport
@@ -102,7 +103,7 @@ class Connection:
         self.close_timeout_s = close_timeout_s
         self.dropped = 0  # frames queued and never written: the socket closed first
         self.subscriptions: dict[str, Subscription] = {}
-        self.closed = asyncio.Event()
+        self.closed = LazyEvent()  # set once the socket is gone
         self._transport = transport
         self._outbox = Outbox(outbox_limits)
         self._flusher = flusher
