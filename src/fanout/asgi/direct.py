@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -102,12 +101,13 @@ def quiet_client_errors() -> None:
 class _Inbox:
     """The part of ``asyncio.Queue`` uvicorn uses for received messages (``put_nowait``,
     ``get``, ``empty``), in a list and one future: a Queue holds three deques and an
-    Event, about 3 KB per idle connection."""
+    Event, about 3 KB per idle connection (a deque alone is 760 bytes; the list holds
+    one message or none most of the time, so ``pop(0)`` costs nothing)."""
 
     __slots__ = ("_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: Any) -> None:
@@ -129,7 +129,7 @@ class _Inbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        return self._items.pop(0)
 
 
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
