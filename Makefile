@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+	$(BIN)/python -m pip install -q -e '.[dev,lab,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -38,7 +38,6 @@ pytest: $(STAMP) system-deps
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/generator_capacity.py --results bench/RESULTS.md
 	$(BIN)/python bench/fanout_vs_article.py
 	$(BIN)/python bench/article_questions.py
