@@ -20,7 +20,7 @@ async def test_the_process_wide_history_budget_trims_the_least_active_rooms_firs
         await broker.publish("old", b"o" * 1000)
     for _ in range(8):
         await broker.publish("new", b"n" * 1000)
-    assert broker.total_bytes <= 10_000
+    assert broker.history_bytes <= 10_000
     assert len((await broker.history("new", 0)).messages) == 8
     assert len((await broker.history("old", 0)).messages) == 2
 
@@ -75,4 +75,4 @@ async def test_when_every_room_is_in_use_a_new_room_still_works_beyond_max_rooms
     retry = await broker.publish("b", 1, msg_id="same")
     assert (retry.epoch, retry.offset, retry.duplicate) == (first.epoch, 1, True)
     assert recorder.offsets("b") == [1]
-    assert broker.total_bytes == (await broker.history("b", 0)).messages[0].size
+    assert broker.history_bytes == (await broker.history("b", 0)).messages[0].size

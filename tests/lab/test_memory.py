@@ -93,6 +93,37 @@ def test_growth_within_the_history_its_configured_bounds_allow_is_not_a_leak() -
     assert "of room history" in mem["summary"]
 
 
+def test_growth_the_servers_own_history_gauge_accounts_for_is_not_a_leak() -> None:
+    # The gauge says 30 MiB of history at most; with what comes with each message, that
+    # explains the 50 MiB the server grew by, whatever its configured bounds would allow.
+    history = [
+        {
+            "t": t - 0.5,
+            "values": {"fanout_outbox_bytes": 0.0, "fanout_history_bytes": 3.0 * MIB * min(t, 10)},
+        }
+        for t in range(16)
+    ]
+    doc = observed(lambda t: 50 * MIB + 5 * MIB * min(t, 10), gauges=history, bounds=FANOUT_BOUNDS)
+    doc["config"]["size"] = 64 * 1024
+    mem = memory(doc)
+    assert mem["severity"] == "info"
+    assert mem["evidence"]["history_bound_bytes"] == HISTORY_OVERHEAD * 30 * MIB
+    assert "of room history" in mem["summary"]
+
+
+def test_growth_past_what_the_history_gauge_measured_is_still_a_leak() -> None:
+    # The configured bounds would allow 125 MiB of history, but the server says it holds 1 MiB.
+    history = [
+        {"t": t - 0.5, "values": {"fanout_outbox_bytes": 0.0, "fanout_history_bytes": 1.0 * MIB}}
+        for t in range(16)
+    ]
+    doc = observed(lambda t: 50 * MIB + 12 * MIB * t, gauges=history, bounds=FANOUT_BOUNDS)
+    doc["config"]["size"] = 64 * 1024
+    mem = memory(doc)
+    assert mem["severity"] == "warn"
+    assert mem["evidence"]["history_bound_bytes"] == HISTORY_OVERHEAD * 1 * MIB
+
+
 def test_a_leak_beyond_what_the_buffers_may_hold_is_named_with_them() -> None:
     doc = observed(
         lambda t: 50 * MIB + 40 * MIB * t,

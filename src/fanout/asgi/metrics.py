@@ -83,6 +83,7 @@ def snapshot(hub: Hub) -> Snapshot:
             "connections": len(hub.connections),
             "rooms": hub.room_count,
             "outbox_bytes": sum(c.queued_bytes for c in hub.connections),
+            "history_bytes": hub.broker.history_bytes,
             "revocations": len(hub.users.revocations),
         },
         "counters": {
@@ -179,6 +180,10 @@ def _families(numbers: Snapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "fanout_outbox_bytes", "bytes queued for connections, not yet written",
         gauges["outbox_bytes"],
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "fanout_history_bytes", "bytes of room history held in this process (messages as sent)",
+        gauges["history_bytes"],
     )  # fmt: skip
     yield GaugeMetricFamily(
         "fanout_revocations", "revocations in force, kept in memory", gauges["revocations"]

@@ -58,7 +58,7 @@ class MemoryBroker:
         self.errors: dict[str, int] = {}  # the memory broker never fails a call
 
     @property
-    def total_bytes(self) -> int:
+    def history_bytes(self) -> int:
         return self._total_bytes
 
     @property

@@ -82,6 +82,11 @@ class Broker(Protocol):
     def errors(self) -> Mapping[str, int]:
         """Failed calls by kind (``unavailable``, ``timeout``, ``refused``), for /metrics."""
 
+    @property
+    def history_bytes(self) -> int:
+        """Bytes of room history (messages as sent) this process holds (0 where history lives in the
+        broker's own servers), for /metrics: a bounded buffer a lab tells from a leak."""
+
     async def start(self, listener: BrokerListener) -> None: ...
 
     async def close(self) -> None: ...

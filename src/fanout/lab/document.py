@@ -35,7 +35,8 @@ KNOWN_SCHEMAS = (RUN_SCHEMA, SWEEP_SCHEMA)
 
 #: The gauges (in ``server.gauges``) that count bytes a server holds on purpose, in
 #: bounded buffers: the diagnosis weighs memory growth against them, the report draws them.
-BUFFER_GAUGES = ("fanout_outbox_bytes", "fanout_history_bytes")
+HISTORY_GAUGE = "fanout_history_bytes"
+BUFFER_GAUGES = ("fanout_outbox_bytes", HISTORY_GAUGE)
 
 JSONObject = Mapping[str, Any]
 

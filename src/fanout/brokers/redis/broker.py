@@ -65,6 +65,7 @@ class RedisBroker:
         self._down: str | None = None  # the last health check's failure
         # Broker errors by kind, for /metrics.
         self.errors: Counter[str] = Counter()
+        self.history_bytes = 0  # history lives in Redis streams, not in this process
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ Resident memory that grows during a run is one of two things, and the verdict sa
   history, frames being written, allocator arenas sized for the largest message): the
   memory rises, then stops. Either the growth is no more than what the server's buffers
   may hold (its own gauges, fanout's ``fanout_outbox_bytes`` sampled from ``/metrics``
-  during the run; the room history its configured bounds allow, read from its command
-  line; a message in flight on every connection), or it levels off: flat over the
-  second half of the sending period. An ``info`` verdict says so, with the figures.
+  during the run; the room history it holds, ``fanout_history_bytes``, or else what its
+  configured bounds allow, read from its command line; a message in flight on every
+  connection), or it levels off: flat over the second half of the sending period. An
+  ``info`` verdict says so, with the figures.
 * **a leak**: memory that keeps growing steadily through the whole sending period,
   beyond what the buffers explain. A ``warn``, a ``break`` when messages were lost
   meanwhile.
@@ -29,6 +30,7 @@ from fanout.lab.diagnosis._values import count, num, num0, slope, thirds
 from fanout.lab.diagnosis._words import plural
 from fanout.lab.document import (
     BUFFER_GAUGES,
+    HISTORY_GAUGE,
     Cause,
     JSONObject,
     Severity,
@@ -69,20 +71,18 @@ def _judged(run: Run) -> list[Point]:
     return window if len(window) >= 3 else points
 
 
-def _buffers_peak(server: JSONObject, since: float, until: float) -> tuple[float | None, list[str]]:
-    """The most bytes the server's buffer gauges held between ``since`` and ``until``,
-    and the gauges' names; None when it publishes none."""
-    peak: float | None = None
-    names: set[str] = set()
+def _buffers_peak(server: JSONObject, since: float, until: float) -> dict[str, float]:
+    """The most bytes each of the server's buffer gauges held between ``since`` and
+    ``until``; empty when it publishes none."""
+    peaks: dict[str, float] = {}
     for sample in objects(server, "gauges"):
         t, values = num(sample.get("t")), mapping(sample, "values")
         if t is None or not since - GAUGE_REACH_S <= t <= until + GAUGE_REACH_S:
             continue
-        held = {name: v for name in BUFFER_GAUGES if (v := num(values.get(name))) is not None}
-        if held:
-            peak = max(peak or 0.0, sum(held.values()))
-            names.update(held)
-    return peak, sorted(names)
+        for name in BUFFER_GAUGES:
+            if (v := num(values.get(name))) is not None:
+                peaks[name] = max(peaks.get(name, 0.0), v)
+    return peaks
 
 
 def _history_bound(run: Run, bounds: JSONObject) -> float | None:
@@ -161,12 +161,21 @@ class Held:
 
 
 def _held(run: Run, server: JSONObject, since: float, until: float) -> Held:
-    gauges, names = _buffers_peak(server, since, until)
+    """What the buffers may hold: the room history the server's own gauge measured
+    (:data:`HISTORY_OVERHEAD` times it, as for the bound), else what its configured bounds
+    allow; the other buffer gauges as measured."""
+    peaks = _buffers_peak(server, since, until)
+    measured_history = peaks.pop(HISTORY_GAUGE, None)
+    history = (
+        _history_bound(run, mapping(server, "bounds"))
+        if measured_history is None
+        else HISTORY_OVERHEAD * measured_history
+    )
     size = num0(run.config.get("size"))
     return Held(
-        gauges=gauges,
-        gauge_names=names,
-        history=_history_bound(run, mapping(server, "bounds")),
+        gauges=sum(peaks.values()) if peaks else None,
+        gauge_names=sorted(peaks),
+        history=history,
         in_flight=size * run.n_connections,
     )
 
