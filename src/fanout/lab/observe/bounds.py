@@ -10,6 +10,7 @@ Only the bounds are kept: no URL, secret or other setting leaves this module.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import io
@@ -45,13 +46,15 @@ def bounds_from_command(argv: Sequence[str], environ: Mapping[str, str]) -> dict
     at = _serve_at(argv)
     if at is None:
         return None
-    from fanout.cli import build_parser
+    from fanout.flags import add_serve_flags
     from fanout.settings import Settings
 
+    parser = argparse.ArgumentParser(prog="fanout serve")
+    add_serve_flags(parser)
     quiet = io.StringIO()
     try:
         with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
-            args = build_parser().parse_args(list(argv[at:]))
+            args = parser.parse_args(list(argv[at + 1 :]))
         overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
         settings = Settings.from_env(dict(environ), **overrides)
     except (SystemExit, ValueError):
