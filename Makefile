@@ -45,6 +45,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/auth_cost.py --results bench/RESULTS.md
 	$(BIN)/python bench/users_presence.py --results bench/RESULTS.md
 	$(BIN)/python bench/reconnect_storm.py --results bench/RESULTS.md
+	$(BIN)/python bench/idle_memory.py --results bench/RESULTS.md
+	$(BIN)/python bench/redis_clients.py --results bench/RESULTS.md
+	$(BIN)/python bench/redis_cluster.py --results bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
