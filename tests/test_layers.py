@@ -1,8 +1,8 @@
 """Dependencies point one way, checked on the source (lazy imports included).
 
-protocol <- core <- brokers / auth <- asgi <- cli, with settings, flags (the command
-line's flags, built from settings) and backoff neutral at the bottom. The client and the
-lab are the other halves: the server never imports them. docs/decisions.md says why.
+protocol <- core <- brokers / auth <- asgi <- cli, with settings and backoff neutral at
+the bottom (they import nothing from fanout). The client and the lab are the other
+halves: the server never imports them. docs/decisions.md says why.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ SRC = Path(fanout.__file__).parent
 ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "backoff": set(),
-    "flags": {"settings"},
     "protocol": set(),
     "core": {"protocol"},
     "brokers": {"protocol", "core", "backoff"},
@@ -28,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "apps": {"protocol", "core"},
     "asgi": {"protocol", "core", "brokers", "auth", "settings"},
     "client": {"protocol", "backoff"},
-    "lab": {"protocol", "settings", "flags"},
+    "lab": {"protocol"},
 }
 # The top: they wire everything together and may import any part.
 WIRING = ("cli", "__init__")

@@ -58,6 +58,11 @@ async def test_the_page_parses_with_both_parsers_and_every_family_has_help() -> 
     assert samples['fanout_publish_latency_seconds_bucket{le="+Inf"}'] == 3
     assert samples["fanout_write_wait_seconds_count"] >= 1
     assert 0 < samples["fanout_history_bytes"] < 3 * 200  # three small messages kept
+    # The bounds it runs with, for a load tester to weigh its memory against.
+    defaults = Settings()
+    assert samples["fanout_outbox_limit_bytes"] == defaults.outbox_max_bytes
+    assert samples["fanout_history_room_limit_messages"] == defaults.history_max_messages
+    assert samples["fanout_history_limit_bytes"] == defaults.history_total_max_bytes
 
 
 async def test_closes_refusals_and_dropped_frames_are_counted_by_kind() -> None:

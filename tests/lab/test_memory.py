@@ -2,7 +2,7 @@
 
 Documents as the lab writes them (``tests/lab/test_diagnosis.py`` builds them): one
 sender for 10 s, server samples every 0.25 s until 15 s, and, when the server publishes
-them, its gauges every second and the bounds read from its command line.
+them, its gauges every second and the bounds it states on its metrics page.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 from fanout.lab.diagnosis import diagnose
 from fanout.lab.diagnosis.memory import HISTORY_OVERHEAD
-from fanout.lab.observe.bounds import bounds_from_command
-from fanout.lab.observe.metrics import parse_gauges
+from fanout.lab.observe.metrics import bounds_from_page, parse_gauges
 from tests.lab.test_diagnosis import MIB, causes, lose, run_doc, server
 
 Doc = dict[str, Any]
@@ -179,21 +178,38 @@ def test_a_prometheus_page_gives_its_unlabelled_gauges() -> None:
     assert parse_gauges(page) == {"fanout_outbox_bytes": 1_500_000.0}
 
 
-def test_the_bounds_of_a_fanout_hub_come_from_its_flags_over_its_environment() -> None:
-    argv = ["/venv/bin/python", "-m", "fanout.cli", "serve", "--outbox-max-bytes", "1000000000"]
-    found = bounds_from_command(argv, {"FANOUT_HISTORY_MAX_BYTES": "1234"})
+def test_the_bounds_of_a_fanout_hub_come_from_the_gauges_on_its_metrics_page() -> None:
+    page = "\n".join(
+        [
+            "# TYPE fanout_outbox_limit_bytes gauge",
+            "fanout_outbox_limit_bytes 1e+09",
+            "# TYPE fanout_history_room_limit_bytes gauge",
+            "fanout_history_room_limit_bytes 1234.0",
+            "# TYPE fanout_history_limit_bytes gauge",
+            "fanout_history_limit_bytes 5.36870912e+08",
+            "# TYPE fanout_processes gauge",
+            "fanout_processes 2.0",
+        ]
+    )
+    found = bounds_from_page(page)
     assert found is not None
     assert found["outbox_max_bytes"] == 1_000_000_000
     assert found["history_max_bytes"] == 1234
     assert found["history_in_process"] is True
-    script = ["/venv/bin/python", "/venv/bin/fanout", "serve", "--broker", "redis://:pw@h:6379/0"]
-    redis = bounds_from_command(script, {})
+    assert found["workers"] == 2
+    # With a Redis broker the hub states no history of its own.
+    redis = bounds_from_page(page.replace("5.36870912e+08", "0.0"))
     assert redis is not None
     assert redis["history_in_process"] is False
-    assert "pw" not in repr(redis)  # only bounds are kept, never the broker URL
 
 
-def test_any_other_server_or_a_command_fanout_would_refuse_has_no_bounds() -> None:
-    assert bounds_from_command(["python", "leaky.py", "--port", "1"], {}) is None
-    assert bounds_from_command(["fanout", "serve", "--no-such-flag"], {}) is None
-    assert bounds_from_command(["fanout", "serve", "--outbox-max-bytes", "1"], {}) is None
+def test_any_other_server_or_no_page_at_all_has_no_bounds() -> None:
+    assert bounds_from_page(None) is None
+    assert bounds_from_page("") is None
+    assert bounds_from_page("# TYPE other_gauge gauge\nother_gauge 3\n") is None
+    # A bound that is not a gauge, or not a number, is no bound.
+    assert bounds_from_page("fanout_outbox_limit_bytes 1\n") is None
+    assert (
+        bounds_from_page("# TYPE fanout_outbox_limit_bytes gauge\nfanout_outbox_limit_bytes x\n")
+        is None
+    )

@@ -85,7 +85,9 @@ class Hub:
         self._broker_label = wiring.broker_label
         self._endpoint = Endpoint(self.core, consumer or Consumer, wiring.gate, wiring.session)
         self._api = ServerApi(self.core, wiring.api_key, self._ensure_started)
-        self._metrics_registry = metrics.registry(self.core, self.settings.metrics_dir)
+        self._metrics_registry = metrics.registry(
+            self.core, self.settings.metrics_dir, metrics.limits_of(self.settings)
+        )
         self._metrics_writer: asyncio.Task[None] | None = None
         redact.install(self.settings.auth_query_param)
         self.router = APIRouter(lifespan=self._lifespan)

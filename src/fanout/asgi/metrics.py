@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 from fanout.core.histogram import Histogram
 from fanout.core.hub import Hub
+from fanout.settings import Settings
 
 # Hub counters with a label: prefix -> (family, help, label).
 _LABELED = {
@@ -71,6 +72,35 @@ _HISTOGRAMS = {
 }
 
 Snapshot = dict[str, Any]
+
+# The bounds the hub runs with, as gauges: a load tester (fanout's lab) weighs memory
+# growth against them without knowing how the process was configured. Settings field
+# -> (family, help). The same in every worker, so never added up.
+_LIMITS = {
+    "max_message_bytes": ("fanout_message_limit_bytes", "the largest message a client may send"),
+    "outbox_max_messages": (
+        "fanout_outbox_limit_messages", "frames one connection's outbox holds before 4008",
+    ),
+    "outbox_max_bytes": (
+        "fanout_outbox_limit_bytes", "bytes one connection's outbox holds before 4008",
+    ),
+    "history_max_messages": (
+        "fanout_history_room_limit_messages", "messages of history kept per room",
+    ),
+    "history_max_bytes": ("fanout_history_room_limit_bytes", "bytes of history kept per room"),
+    "history_total_max_bytes": (
+        "fanout_history_limit_bytes",
+        "room history this process may hold in all (0: the broker holds it, not the process)",
+    ),
+}  # fmt: skip
+
+
+def limits_of(settings: Settings) -> dict[str, float]:
+    """The values of the ``_LIMITS`` gauges for a hub running with ``settings``."""
+    limits = {name: float(getattr(settings, name)) for name in _LIMITS}
+    if settings.broker != "memory":
+        limits["history_total_max_bytes"] = 0.0
+    return limits
 
 
 def snapshot(hub: Hub) -> Snapshot:
@@ -157,9 +187,15 @@ def _alive(pid: int) -> bool:
 class HubCollector:
     """prometheus-client's collector interface over the hub (and its sibling workers)."""
 
-    def __init__(self, hub: Hub, workers: WorkerFiles | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        workers: WorkerFiles | None = None,
+        limits: Mapping[str, float] | None = None,
+    ) -> None:
         self.hub = hub
         self.workers = workers
+        self.limits = limits or {}
 
     def collect(self) -> Iterator[Metric]:
         own = snapshot(self.hub)
@@ -168,6 +204,8 @@ class HubCollector:
             self.workers.write(own)
             numbers = merge(self.workers.read_all() or [own])
         yield from _families(numbers)
+        for name, value in self.limits.items():
+            yield GaugeMetricFamily(*_LIMITS[name], value)
 
 
 def _families(numbers: Snapshot) -> Iterator[Metric]:
@@ -222,10 +260,12 @@ def _families(numbers: Snapshot) -> Iterator[Metric]:
         yield HistogramMetricFamily(family, text, buckets=buckets, sum_value=hist["sum"])
 
 
-def registry(hub: Hub, metrics_dir: str = "") -> CollectorRegistry:
+def registry(
+    hub: Hub, metrics_dir: str = "", limits: Mapping[str, float] | None = None
+) -> CollectorRegistry:
     collectors = CollectorRegistry(auto_describe=False)
     workers = WorkerFiles(Path(metrics_dir)) if metrics_dir else None
-    collectors.register(HubCollector(hub, workers))
+    collectors.register(HubCollector(hub, workers, limits))
     return collectors
 
 

@@ -15,7 +15,7 @@ import sys
 import urllib.parse
 from typing import Any
 
-from fanout.flags import add_settings_flags
+from fanout.cli.settings_flags import add_settings_flags
 from fanout.settings import Settings
 
 # The settings a publish through Redis depends on: they must be the nodes' settings.

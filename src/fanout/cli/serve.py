@@ -7,11 +7,21 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
-from fanout.flags import add_serve_flags
+from fanout.cli.settings_flags import add_settings_flags
 from fanout.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+
+def _worker_count(raw: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {raw!r}")
+    return count
 
 
 def add_parser(commands: Any) -> None:
@@ -23,7 +33,23 @@ def add_parser(commands: Any) -> None:
         " N processes share the port (the kernel spreads connections among them) and"
         " act as one hub through --broker redis://...; SIGTERM stops them all gracefully.",
     )
-    add_serve_flags(serve)
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        metavar="LEVEL",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="critical, error, warning, info or debug (default: info)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="INT",
+        help="worker processes listening on the same port (default: 1, this process); more"
+        " than 1 needs --broker redis://HOST:PORT/DB, since with the in-memory broker each"
+        " worker would be a separate hub",
+    )
+    add_settings_flags(serve, "settings", "each also read from FANOUT_<NAME> in the environment")
     serve.set_defaults(handler=run)
 
 

@@ -7,7 +7,7 @@ Resident memory that grows during a run is one of two things, and the verdict sa
   memory rises, then stops. Either the growth is no more than what the server's buffers
   may hold (its own gauges, fanout's ``fanout_outbox_bytes`` sampled from ``/metrics``
   during the run; the room history it holds, ``fanout_history_bytes``, or else what its
-  configured bounds allow, read from its command line; a message in flight on every
+  configured bounds allow, as it states them on its metrics page; a message in flight on every
   connection), or it levels off: flat over the second half of the sending period. An
   ``info`` verdict says so, with the figures.
 * **a leak**: memory that keeps growing steadily through the whole sending period,

@@ -1,4 +1,5 @@
-"""Scrape a Prometheus ``/metrics`` endpoint of a server on this machine, read its gauges."""
+"""Scrape a Prometheus ``/metrics`` endpoint of a server on this machine, read its gauges
+and the buffer bounds a fanout hub states there."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import re
 import urllib.error
 import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -82,4 +84,31 @@ def parse_gauges(page: str) -> dict[str, float]:
             found[match[1]] = value
             if len(found) >= MAX_GAUGES:
                 break
+    return found
+
+
+#: The bounds a fanout hub states on its page (``fanout.asgi.metrics``), by the names the
+#: results document gives them (``server.bounds``, docs/lab-results.md).
+BOUND_GAUGES = {
+    "fanout_message_limit_bytes": "max_message_bytes",
+    "fanout_outbox_limit_messages": "outbox_max_messages",
+    "fanout_outbox_limit_bytes": "outbox_max_bytes",
+    "fanout_history_room_limit_messages": "history_max_messages",
+    "fanout_history_room_limit_bytes": "history_max_bytes",
+    "fanout_history_limit_bytes": "history_total_max_bytes",
+}
+
+
+def bounds_from_page(page: str | None) -> dict[str, Any] | None:
+    """The buffer bounds a server states on its metrics page; None when it states
+    none (any server but a fanout hub)."""
+    gauges = parse_gauges(page or "")
+    found: dict[str, Any] = {
+        key: int(gauges[name]) for name, key in BOUND_GAUGES.items() if name in gauges
+    }
+    if not found:
+        return None
+    # A hub whose broker holds the rooms' history (Redis) states 0 for this process.
+    found["history_in_process"] = found.get("history_total_max_bytes", 0) > 0
+    found["workers"] = int(gauges.get("fanout_processes", 1))
     return found

@@ -8,8 +8,8 @@ port it did not register counts as "other". Sampling ends when the server proces
 exits (a dead process has no CPU, memory or sockets to report).
 
 With a metrics URL that answers, the server's own gauges are followed too (once a
-second, :mod:`.gauges`), and a fanout hub's buffer bounds are read from its command
-line (:mod:`.bounds`): the evidence that tells buffers filling from a leak.
+second, :mod:`.gauges`), and the buffer bounds a fanout hub states there are kept:
+the evidence that tells buffers filling from a leak.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any, Self
 
 import psutil
 
-from fanout.lab.observe.bounds import bounds_of
 from fanout.lab.observe.gauges import GaugeSampler
 from fanout.lab.observe.logs import exceptions_in_file, tail_file
-from fanout.lab.observe.metrics import check_local_url, parse_gauges, scrape
+from fanout.lab.observe.metrics import bounds_from_page, check_local_url, parse_gauges, scrape
 from fanout.lab.observe.process import ServerProcess
 from fanout.lab.observe.sockets import queues_on_port
 
@@ -101,7 +100,7 @@ class Observer:
             if self._metrics_before is not None and parse_gauges(self._metrics_before):
                 self._gauges = GaugeSampler(self._metrics_url)
                 self._gauges.start()
-        self._bounds = bounds_of(self._server.pid)
+        self._bounds = bounds_from_page(self._metrics_before)
         try:
             self._root = psutil.Process(self._server.pid)
             self._procs = {self._root.pid: self._root}

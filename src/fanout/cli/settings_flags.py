@@ -1,7 +1,5 @@
 """Command-line flags generated from ``Settings`` fields, for every command that takes
-settings (``serve``: all of them; ``publish``: the ones an emitter uses), and the whole of
-``fanout serve``'s flags. Beside ``settings`` at the bottom of the layers: the command line
-builds its parsers from it, and the lab reads an observed hub's bounds through it."""
+settings (``serve``: all of them; ``publish``: the ones an emitter uses)."""
 
 from __future__ import annotations
 
@@ -42,37 +40,6 @@ def add_settings_flags(
                 type=_converter(f),
                 help=help_text,
             )
-
-
-def _worker_count(raw: str) -> int:
-    try:
-        count = int(raw)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of processes >= 1, got {raw!r}")
-    return count
-
-
-def add_serve_flags(serve: argparse.ArgumentParser) -> None:
-    """Every flag ``fanout serve`` takes."""
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        metavar="LEVEL",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="critical, error, warning, info or debug (default: info)",
-    )
-    serve.add_argument(
-        "--workers",
-        type=_worker_count,
-        default=1,
-        metavar="INT",
-        help="worker processes listening on the same port (default: 1, this process); more"
-        " than 1 needs --broker redis://HOST:PORT/DB, since with the in-memory broker each"
-        " worker would be a separate hub",
-    )
-    add_settings_flags(serve, "settings", "each also read from FANOUT_<NAME> in the environment")
 
 
 def _converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
