@@ -18,12 +18,14 @@ class FakeTransport:
         self.writable = ready
         self._drained = asyncio.Event()
         self.written: list[OutFrame] = []
+        self.writes = 0  # write_now calls: how many writes the socket would have seen
         self.closed_with: tuple[int, str] | None = None
 
     def ready(self) -> bool:
         return self.writable and self.closed_with is None
 
     def write_now(self, frames: list[OutFrame]) -> None:
+        self.writes += 1
         self.written.extend(frames)
 
     async def send(self, frames: list[OutFrame]) -> None:

@@ -16,7 +16,7 @@ from fanout.core.hub import Hub
 from fanout.core.outbox import OutboxLimits
 from fanout.core.subscription import Subscription
 from fanout.protocol.codes import CloseCode
-from fanout.protocol.envelope import Message
+from fanout.protocol.envelope import Message, OutFrame
 from fanout.protocol.frames import Since
 from fanout.settings import Settings
 from tests.core.fakes import FakeTransport, nobody
@@ -111,5 +111,79 @@ async def test_a_member_whose_outbox_overflows_is_closed_4008_alone() -> None:
         conn.mark_closed()
         assert conn not in hub.connections
         assert "r" not in conn.subscriptions
+    finally:
+        await hub.close()
+
+
+async def test_messages_handed_over_in_one_loop_turn_reach_each_member_in_one_write() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        members = [await _member(hub, "r") for _ in range(3)]
+        await _settled()
+        before = [t.writes for t in members]
+        for n in range(4):  # the memory broker answers at once: all in this turn
+            await hub.publish("r", n)
+        await _settled()
+        for transport, writes in zip(members, before, strict=True):
+            assert transport.writes == writes + 1
+            assert [f["data"] for f in _frames(transport)[1:]] == [0, 1, 2, 3]
+    finally:
+        await hub.close()
+
+
+async def test_a_members_own_frame_follows_the_messages_handed_over_before_it() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        transport = FakeTransport()
+        conn = hub.connect(transport, mode=Mode.V1, client="127.0.0.1:1")
+        await hub.subscribe(conn, "r")
+        await hub.publish("r", "first")
+        conn.answer(OutFrame.json({"type": "mine"}))
+        await hub.publish("r", "second")
+        await _settled()
+        frames = _frames(transport)[1:]
+        assert [f.get("data", f["type"]) for f in frames] == ["first", "mine", "second"]
+    finally:
+        await hub.close()
+
+
+async def test_a_gap_follows_the_messages_handed_over_before_it() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        transport = await _member(hub, "r")
+        await _settled()
+        epoch = _frames(transport)[0]["epoch"]
+        hub.on_message(Message("r", epoch, 1, "kept"))
+        hub.on_gap("r", epoch, 2, 5)
+        hub.on_message(Message("r", epoch, 6, "after"))
+        await _settled()
+        frames = _frames(transport)[1:]
+        assert [(f["type"], f.get("offset", f.get("from"))) for f in frames] == [
+            ("message", 1),
+            ("gap", 2),
+            ("message", 6),
+        ]
+    finally:
+        await hub.close()
+
+
+async def test_under_a_write_delay_a_member_of_two_busy_rooms_gets_one_write_per_flush() -> None:
+    hub = _hub(write_delay_s=0.01)
+    await hub.start()
+    try:
+        transport = FakeTransport()
+        conn = hub.connect(transport, mode=Mode.V1, client="127.0.0.1:1")
+        await hub.subscribe(conn, "a")
+        await hub.subscribe(conn, "b")
+        await asyncio.sleep(0.03)
+        before = transport.writes
+        await hub.publish("a", "to a")
+        await hub.publish("b", "to b")
+        await asyncio.sleep(0.03)
+        assert transport.writes == before + 1
+        assert [f["data"] for f in _frames(transport)[-2:]] == ["to a", "to b"]
     finally:
         await hub.close()

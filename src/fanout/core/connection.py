@@ -49,8 +49,10 @@ class Connection:
     """
 
     __slots__ = (
+        "_before_own",
         "_dirty",
         "_flusher",
+        "_one_write",
         "_on_closed",
         "_on_closing",
         "_outbox",
@@ -87,6 +89,7 @@ class Connection:
         info: Mapping[str, Any] | None = None,
         on_closing: Callable[[Connection], None] | None = None,
         on_closed: Callable[[Connection], None] | None = None,
+        before_own: Callable[[Connection], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.mode = mode
@@ -107,6 +110,9 @@ class Connection:
         self._transport = transport
         self._outbox = Outbox(outbox_limits)
         self._flusher = flusher
+        # Under a write delay a connection is written once per flush: what several rooms
+        # hand it then joins its outbox and leaves in that one write.
+        self._one_write = flusher.delay_s > 0
         self._dirty = False
         self._writing = False
         self._wake: asyncio.Event | None = None
@@ -115,6 +121,9 @@ class Connection:
         # the socket is gone, as the transport reports it.
         self._on_closing = on_closing
         self._on_closed = on_closed
+        # Hands this connection the room messages still waiting for the flush, before a
+        # frame of its own: a publisher's message comes before its ack.
+        self._before_own = before_own
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} {self.mode.value} {self.client} {self.state.value}>"
@@ -138,6 +147,33 @@ class Connection:
             self._dirty = True
             self._flusher.mark(self)
         return True
+
+    def answer(self, frame: OutFrame) -> bool:
+        """Queue a frame of this connection's own (an answer to the client, an
+        application's ``send``): after every room message handed over before it."""
+        if self._before_own is not None:
+            self._before_own(self)
+        return self.enqueue(frame)
+
+    def deliver(self, frames: list[OutFrame]) -> None:
+        """Frames shared with other recipients (the list is not kept or changed): written
+        at once when nothing of this connection's waits before them and the socket takes
+        data, else queued behind what waits, as ``enqueue`` does (also, under a write
+        delay, for a connection in several rooms: one write per flush)."""
+        if self.state is not _OPEN:
+            return
+        if (
+            self._dirty
+            or self._writing
+            or self._outbox.frames
+            or (self._one_write and len(self.subscriptions) > 1)
+            or not self._transport.ready()
+        ):
+            for frame in frames:
+                if not self.enqueue(frame):
+                    return
+            return
+        self._transport.write_now(frames)
 
     def flush(self) -> None:
         self._dirty = False

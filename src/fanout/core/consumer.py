@@ -118,7 +118,7 @@ class Consumer:
         Plain clients get strings and bytes as-is; ``fanout.v1`` clients get ``data``,
         which must then be a JSON object with a ``type`` of the application's own.
         """
-        return self.connection.enqueue(OutFrame.of(data))
+        return self.connection.answer(OutFrame.of(data))
 
     def refuse(self, code: int = CloseCode.POLICY, reason: str = "refused") -> NoReturn:
         """Close this connection with ``code`` (raise from any handler)."""

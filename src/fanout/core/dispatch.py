@@ -59,7 +59,7 @@ async def dispatch(
         if pipeline is None:
             answer = await _publish(consumer, frame)
             if isinstance(answer, OutFrame):
-                conn.enqueue(answer)
+                conn.answer(answer)
         else:
             await pipeline.submit(_publish(consumer, frame))
         return
@@ -68,7 +68,7 @@ async def dispatch(
     frame_id = None if isinstance(frame, Subscribe | Unsubscribe) else frame.id
     answer = await _answer(consumer, frame, _request(consumer, frame), frame_id)
     if isinstance(answer, OutFrame):
-        conn.enqueue(answer)
+        conn.answer(answer)
 
 
 async def refuse(
@@ -94,7 +94,7 @@ async def _send_in_order(
 ) -> None:
     error = error_frame(exc)
     if pipeline is None:
-        consumer.connection.enqueue(error)
+        consumer.connection.answer(error)
     else:  # after the answers to the publishes before it
         await pipeline.submit(_ready(error))
 

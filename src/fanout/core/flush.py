@@ -1,5 +1,5 @@
-"""Coalesces writes: connections touched during one loop iteration are flushed once,
-or, with a write delay, connections touched within that delay."""
+"""Coalesces writes: rooms and connections touched during one loop iteration are
+flushed once, or, with a write delay, those touched within that delay."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ class Flushable(Protocol):
 
 
 class FlushScheduler:
-    """Collects dirty connections and flushes them in one callback at the end of the
-    current event-loop iteration, so consecutive frames for a socket become one write.
+    """Collects dirty rooms and connections and flushes them in one callback at the
+    end of the current event-loop iteration, so consecutive frames for a socket become
+    one write.
 
-    With ``delay_s`` > 0 the callback runs ``delay_s`` after the first connection was
-    marked: each connection is written at most once per delay, and what arrived for it
-    meanwhile leaves in that one write (a frame waits at most ``delay_s``)."""
+    With ``delay_s`` > 0 the callback runs ``delay_s`` after the first mark: each
+    connection is written at most once per delay, and what arrived for it meanwhile
+    leaves in that one write (a frame waits at most ``delay_s``). Rooms flush first:
+    what they hand a connection that has frames waiting joins those frames."""
 
-    __slots__ = ("_delay_s", "_dirty", "_loop", "_marked_at", "_scheduled", "_waits")
+    __slots__ = ("_dirty", "_loop", "_marked_at", "_rooms", "_scheduled", "_waits", "delay_s")
 
     def __init__(
         self,
@@ -31,8 +33,9 @@ class FlushScheduler:
         waits: Histogram | None = None,
     ) -> None:
         self._loop = loop
-        self._delay_s = delay_s
+        self.delay_s = delay_s
         self._dirty: list[Flushable] = []
+        self._rooms: list[Flushable] = []
         self._scheduled = False
         # How long each flush's frames waited since the first was queued (per flush).
         self._waits = waits
@@ -41,14 +44,25 @@ class FlushScheduler:
     def mark(self, conn: Flushable) -> None:
         self._dirty.append(conn)
         if not self._scheduled:
-            self._scheduled = True
-            self._marked_at = self._loop.time()
-            if self._delay_s > 0:
-                self._loop.call_later(self._delay_s, self._run)
-            else:
-                self._loop.call_soon(self._run)
+            self._schedule()
+
+    def mark_room(self, room: Flushable) -> None:
+        self._rooms.append(room)
+        if not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        self._marked_at = self._loop.time()
+        if self.delay_s > 0:
+            self._loop.call_later(self.delay_s, self._run)
+        else:
+            self._loop.call_soon(self._run)
 
     def _run(self) -> None:
+        rooms, self._rooms = self._rooms, []
+        for room in rooms:
+            room.flush()  # may queue frames on connections: they are flushed below
         dirty, self._dirty = self._dirty, []
         self._scheduled = False
         if self._waits is not None:

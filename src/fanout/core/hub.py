@@ -15,6 +15,7 @@ from fanout.core.connection import Connection, Mode
 from fanout.core.control import ControlEvent, ControlKind
 from fanout.core.flush import FlushScheduler
 from fanout.core.histogram import Histogram
+from fanout.core.local_room import LocalRoom
 from fanout.core.outbox import OutboxLimits
 from fanout.core.presence import Member, Presence, PresenceStats
 from fanout.core.publishing import PublishRules
@@ -69,20 +70,6 @@ class HubLimits:
             raise ValueError("write_delay_ms must be between 0 and 1000")
 
 
-class _Room:
-    __slots__ = ("attached", "name", "plain", "v1")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        # The broker's attach, shared by everyone who joins while it is under way.
-        self.attached: asyncio.Future[None] | None = None
-        self.v1: list[Subscription] = []
-        self.plain: list[Connection] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.v1 or self.plain)
-
-
 class Hub:
     """The rooms of this process. Implements the broker's listener interface."""
 
@@ -109,7 +96,7 @@ class Hub:
         # their write after being queued (per flush).
         self.publish_latency = Histogram()
         self.write_wait = Histogram()
-        self._rooms: dict[str, _Room] = {}
+        self._rooms: dict[str, LocalRoom] = {}
         self._per_ip: Counter[str] = Counter()
         self._flusher: FlushScheduler | None = None
         self._accepting = False
@@ -189,6 +176,7 @@ class Hub:
             info=info,
             on_closing=self._on_closing,
             on_closed=self._on_closed,
+            before_own=self._hand_over_waiting,
         )
         self.connections.add(conn)
         self.users.add(conn)
@@ -201,6 +189,14 @@ class Hub:
         # here. The connection stays in them, refusing frames, until its socket is gone.
         if conn.close_code == CloseCode.SLOW_CONSUMER:
             self.counters["slow_consumer_closes"] += 1
+
+    def _hand_over_waiting(self, conn: Connection) -> None:
+        """What ``conn``'s rooms hold for it until the flush, queued now."""
+        rooms = self._rooms
+        for room, sub in conn.subscriptions.items():
+            local = rooms.get(room)
+            if local is not None and local.batch:
+                local.hand_to(sub)
 
     def _on_closed(self, conn: Connection) -> None:
         self.counters[f"closes_{conn.close_code or 'none'}"] += 1
@@ -240,7 +236,9 @@ class Hub:
         conn.subscriptions[room] = sub
         local = self._rooms.get(room)
         if local is None:
-            local = self._rooms[room] = _Room(room)
+            if self._flusher is None:
+                raise StateError("Hub.subscribe before start()")
+            local = self._rooms[room] = LocalRoom(room, self._flusher, self.counters)
         if conn.mode is Mode.PLAIN:
             sub.go_live()
             local.plain.append(conn)
@@ -370,6 +368,7 @@ class Hub:
         local = self._rooms.get(room)
         if local is None:
             return
+        local.flush()  # after the messages handed over before it
         if local.v1:
             frame = server_frames.ephemeral(room, data)
             for sub in local.v1:
@@ -393,6 +392,7 @@ class Hub:
         local = self._rooms.get(event.room or "")
         if local is None or event.member is None or not local.v1:
             return
+        local.flush()
         frame = server_frames.member_event(str(event.kind), local.name, dict(event.member))
         for sub in local.v1:
             if sub.pending is None:
@@ -412,27 +412,10 @@ class Hub:
     # -- BrokerListener: the fan-out ----------------------------------------------------
 
     def on_message(self, message: Message) -> None:
-        """Fan a message out to local members. Never awaits; one enqueue per recipient."""
+        """Fan a message out to local members, at the next flush. Never awaits."""
         local = self._rooms.get(message.room)
-        if local is None:
-            return
-        if local.v1:
-            frame = message.v1_frame()
-            epoch, offset = message.epoch, message.offset
-            # Subscription.hold() and Subscription.accepts(), inlined: this loop runs once
-            # per recipient, and two method calls cost 3% of its Python time
-            # (bench/hotpath.py). tests/core/test_hub_fanout.py holds both to one rule.
-            for sub in local.v1:
-                if sub.pending is not None:
-                    sub.pending.append(message)
-                elif offset > sub.offset and epoch == sub.epoch:
-                    sub.offset = offset
-                    sub.conn.enqueue(frame)
-        if local.plain:
-            frame = message.plain_frame()
-            for conn in local.plain:
-                conn.enqueue(frame)
-        self.counters["deliveries"] += len(local.v1) + len(local.plain)
+        if local is not None:
+            local.add(message)
 
     def on_reset(self, room: str, epoch: str, latest: int) -> None:
         """The broker lost the room's history: tell every live subscriber explicitly."""
@@ -447,7 +430,9 @@ class Hub:
             self._to_subscribers(room, LostRange(epoch, first, last))
 
     def _to_subscribers(self, room: str, event: EpochReset | LostRange) -> None:
-        for sub in self._rooms[room].v1:
+        local = self._rooms[room]
+        local.flush()  # the messages handed over before the event come before it
+        for sub in local.v1:
             if not sub.hold(event):
                 frame = sub.judge(event)
                 if frame is not None:

@@ -25,7 +25,7 @@ class Outbox:
     dropped silently.
     """
 
-    __slots__ = ("_frames", "_max_bytes", "_max_messages", "bytes", "limits")
+    __slots__ = ("_max_bytes", "_max_messages", "bytes", "frames", "limits")
 
     def __init__(self, limits: OutboxLimits) -> None:
         self.limits = limits
@@ -33,16 +33,18 @@ class Outbox:
         self._max_messages = limits.max_messages
         self._max_bytes = limits.max_bytes
         # A list, not a deque: frames are only appended and taken all at once, and
-        # take_all() can then hand over the list itself instead of copying it.
-        self._frames: list[OutFrame] = []
+        # take_all() can then hand over the list itself instead of copying it. Read
+        # it, never change it, from outside (an attribute: the fan-out tests it for
+        # being empty once per recipient).
+        self.frames: list[OutFrame] = []
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self.frames)
 
     def put(self, frame: OutFrame) -> bool:
         size = frame.size
-        frames = self._frames
+        frames = self.frames
         if len(frames) >= self._max_messages or self.bytes + size > self._max_bytes:
             return False
         frames.append(frame)
@@ -50,13 +52,13 @@ class Outbox:
         return True
 
     def take_all(self) -> list[OutFrame]:
-        frames = self._frames
-        self._frames = []
+        frames = self.frames
+        self.frames = []
         self.bytes = 0
         return frames
 
     def clear(self) -> int:
-        dropped = len(self._frames)
-        self._frames.clear()
+        dropped = len(self.frames)
+        self.frames.clear()
         self.bytes = 0
         return dropped

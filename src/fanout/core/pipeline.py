@@ -70,7 +70,7 @@ class PublishPipeline:
             if isinstance(answer, ProtocolViolation):
                 self._conn.close(*close_for(answer))
             elif answer is not None:
-                self._conn.enqueue(answer)
+                self._conn.answer(answer)
         except Exception:
             log.exception("publish failed on %r", self._conn)
         finally:
