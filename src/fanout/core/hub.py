@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from fanout.core.broker import Broker, History, Published
 from fanout.core.connection import Connection, Mode
 from fanout.core.control import ControlEvent, ControlKind
+from fanout.core.eager import Finished, run_eagerly
 from fanout.core.flush import FlushScheduler
 from fanout.core.histogram import Histogram
 from fanout.core.local_room import LocalRoom
@@ -400,8 +401,14 @@ class Hub:
 
     async def _broker_call(self, call: Awaitable[T]) -> T:
         """``call``, answered within ``publish_timeout_s``. Brokers raise BrokerErrors
-        themselves (each maps its own failures once, at its boundary)."""
+        themselves (each maps its own failures once, at its boundary). A call that
+        answers without waiting (the memory broker's) needs no timer."""
         try:
+            if isinstance(call, Coroutine):
+                started = run_eagerly(cast(Coroutine[Any, Any, T], call))
+                if isinstance(started, Finished):
+                    return started.value
+                call = started
             async with asyncio.timeout(self.limits.publish_timeout_s):
                 return await call
         except TimeoutError as exc:
