@@ -4,7 +4,9 @@ The real ``Hub``, ``Connection``, ``FlushScheduler`` and ``DirectTransport`` run
 event loop, but each socket's ``write``/``writelines`` is ``list.append``/``list.extend``
 (C calls that cost next to nothing): what is left is the Python above the write. The
 ``floor`` line is the least such a loop can do, one C call per recipient; fanout's
-overhead is the difference. ``bench/fanout_vs_article.py`` measures the real thing,
+overhead is the difference. The last lines are the other half: one publish as a client
+frame takes it, from the session's ``receive`` to the ack (or, plain, the publish),
+with the publisher the room's only member. ``bench/fanout_vs_article.py`` measures the real thing,
 kernel included; this one is steady to a few nanoseconds, for comparing code changes.
 
     .venv/bin/python bench/hotpath.py [--subscribers 100] [--messages 20000]
@@ -17,9 +19,13 @@ import asyncio
 import time
 from typing import Any, cast
 
+import orjson
+
 from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
 from fanout.asgi.wiring import wire
 from fanout.core.connection import Mode
+from fanout.core.consumer import ConnectionInfo, Consumer
+from fanout.core.session import Session
 from fanout.settings import Settings
 
 
@@ -82,6 +88,39 @@ async def floor_ns(subscribers: int, messages: int) -> float:
     return (time.perf_counter_ns() - start) / (messages * subscribers)
 
 
+async def publish_ns(mode: Mode, messages: int) -> float:
+    """Nanoseconds per publish through ``Session.receive``, to the memory broker."""
+    wiring = wire(Settings(rate_frames_per_s=0, rate_bytes_per_s=0))
+    hub = wiring.hub
+    await hub.start()
+    out: list[bytes] = []
+    transport = DirectTransport(cast(FanoutWebSocketProtocol, _Proto(out)))
+    conn = hub.connect(transport, mode=mode)
+    consumer = Consumer(hub, conn, ConnectionInfo(room="bench"))
+    session = Session(consumer, wiring.session, hub.counters)
+    await hub.subscribe(conn, "bench")
+    if mode is Mode.V1:
+        frames = [
+            orjson.dumps(
+                {"type": "publish", "room": "bench", "data": "x" * 200, "id": str(i)}
+            ).decode()
+            for i in range(messages)
+        ]
+    else:
+        frames = ["x" * 200] * messages
+    await asyncio.sleep(0)
+    start = time.perf_counter_ns()
+    for frame in frames:
+        await session.receive(frame, None)
+        await asyncio.sleep(0)  # the pipeline's task and the flush, as in a loop turn
+        out.clear()
+    elapsed = time.perf_counter_ns() - start
+    session.end()
+    conn.mark_closed()
+    await hub.close()
+    return elapsed / messages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--subscribers", type=int, default=100)
@@ -103,6 +142,10 @@ def main() -> None:
     ):
         ns = best(lambda mode=mode, batch=batch: fanout_ns(mode, n, m, batch))
         print(f"  {label}  {ns:7.1f}  (+{ns - floor:.1f} over the floor)")
+    print(f"ns per publish through the session, 1 member (best of {args.rounds}):")
+    for label, mode in (("fanout.v1, with id (acked)", Mode.V1), ("plain", Mode.PLAIN)):
+        ns = best(lambda mode=mode: publish_ns(mode, m // 4))
+        print(f"  {label:<31}  {ns:7.1f}")
 
 
 if __name__ == "__main__":
