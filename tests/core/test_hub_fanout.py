@@ -187,3 +187,19 @@ async def test_under_a_write_delay_a_member_of_two_busy_rooms_gets_one_write_per
         assert [f["data"] for f in _frames(transport)[-2:]] == ["to a", "to b"]
     finally:
         await hub.close()
+
+
+async def test_a_plain_members_own_frame_follows_the_messages_handed_over_before_it() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        transport = FakeTransport()
+        conn = hub.connect(transport, mode=Mode.PLAIN, client="127.0.0.1:1")
+        await hub.subscribe(conn, "r")
+        await hub.publish("r", "first")
+        conn.answer(OutFrame.text("mine"))  # what Consumer.send does
+        await hub.publish("r", "second")
+        await _settled()
+        assert [f.as_text for f in transport.written] == ["first", "mine", "second"]
+    finally:
+        await hub.close()
