@@ -104,9 +104,12 @@ class _Inbox:
     Event, about 3 KB per idle connection (a deque alone is 760 bytes; the list holds
     one message or none most of the time, so ``pop(0)`` costs nothing)."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_loop", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11,
+        # and get() runs once per message.
+        self._loop = loop
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
 
@@ -124,7 +127,7 @@ class _Inbox:
 
     async def get(self) -> Any:
         while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -145,7 +148,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _Inbox()  # type: ignore[assignment]
+        self.queue = _Inbox(self.loop)  # type: ignore[assignment]
         self.writable = LazyEvent()  # type: ignore[assignment]
         self.writable.set()
 
@@ -216,6 +219,21 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.pause_reading()
         elif not self.read_paused:
             self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.read_paused or not self.queue.empty():
+            # The app has not taken the message before: stop reading until it has.
+            super().send_receive_event_to_app()
+            return
+        # The app has taken everything: queue this one and keep reading. uvicorn stops
+        # the socket's reading after every message and starts it again once the app
+        # took it, two epoll changes (system calls) per message; the next message still
+        # stops it while this one waits, so at most two wait here.
+        self.read_paused = True
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = False
 
     async def receive(self) -> Any:
         message = await super().receive()

@@ -33,13 +33,15 @@ class PublishPipeline:
             raise ValueError("depth must be >= 1")
         self._conn = conn
         self._slots = asyncio.Semaphore(depth)
+        # Kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._last: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, work: Coroutine[Any, Any, Answer]) -> None:
         """Start ``work`` (waits while ``depth`` publishes are in flight)."""
         await self._slots.acquire()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         answered: asyncio.Future[None] = loop.create_future()
         previous, self._last = self._last, answered
         # Tasks start in the order they were created: publishes reach the broker in
