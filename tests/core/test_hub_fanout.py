@@ -203,3 +203,33 @@ async def test_a_plain_members_own_frame_follows_the_messages_handed_over_before
         assert [f.as_text for f in transport.written] == ["first", "mine", "second"]
     finally:
         await hub.close()
+
+
+async def test_a_member_joining_while_messages_wait_for_the_flush_gets_each_offset_once() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        first = await _member(hub, "r")
+        await _settled()
+        epoch = _frames(first)[0]["epoch"]
+        await hub.publish("r", "before")  # waits in the room's batch
+        resumed = await _member(hub, "r", Since(epoch, 0))  # same loop turn
+        fresh = await _member(hub, "r")
+        await hub.publish("r", "after")
+        await _settled()
+        assert [(f["type"], f.get("offset")) for f in _frames(first)[1:]] == [
+            ("message", 1),
+            ("message", 2),
+        ]
+        # Resumed from 0: subscribed, the replay of 1, then 2 live; none twice.
+        assert [(f["type"], f.get("offset")) for f in _frames(resumed)] == [
+            ("subscribed", 1),
+            ("message", 1),
+            ("message", 2),
+        ]
+        assert [(f["type"], f.get("offset")) for f in _frames(fresh)] == [
+            ("subscribed", 1),
+            ("message", 2),
+        ]
+    finally:
+        await hub.close()
