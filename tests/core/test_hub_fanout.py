@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 import orjson
+import pytest
 
 from fanout.asgi.wiring import hub_limits, wire
 from fanout.core.connection import Connection, Mode
@@ -231,5 +232,76 @@ async def test_a_member_joining_while_messages_wait_for_the_flush_gets_each_offs
             ("subscribed", 1),
             ("message", 2),
         ]
+    finally:
+        await hub.close()
+
+
+async def test_a_batch_larger_than_an_outbox_closes_the_member_4008_instead_of_being_written() -> (
+    None
+):
+    hub = _hub(outbox=OutboxLimits(max_messages=1000, max_bytes=64 * 1024))
+    await hub.start()
+    try:
+        transport = await _member(hub, "r")
+        await _settled()
+        for _ in range(20):  # 20 x 16 KiB in one loop turn: 320 KiB for one flush
+            await hub.publish("r", "x" * 16 * 1024)
+        await _settled()
+        assert transport.closed_with == (CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
+        assert sum(f.size for f in transport.written) < 64 * 1024
+    finally:
+        await hub.close()
+
+
+async def test_shutdown_sends_the_messages_still_waiting_for_a_delayed_flush() -> None:
+    hub = _hub(write_delay_s=0.05)
+    await hub.start()
+    transport = await _member(hub, "r")
+    await asyncio.sleep(0.1)
+    await hub.publish("r", "acked before the shutdown")
+    await hub.close()  # well within the write delay
+    frames = _frames(transport)
+    assert [(f["type"], f.get("offset")) for f in frames] == [("subscribed", 0), ("message", 1)]
+    assert transport.closed_with is not None
+    assert transport.closed_with[0] == CloseCode.GOING_AWAY
+
+
+async def test_a_failing_flush_is_logged_and_later_flushes_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        broken = await _member(hub, "broken")
+        healthy = await _member(hub, "healthy")
+        await _settled()
+
+        def fail(frames: list[OutFrame]) -> None:
+            raise RuntimeError("the socket went away mid-write")
+
+        broken.write_now = fail  # type: ignore[method-assign]
+        await hub.publish("broken", "lost to the failure")
+        await hub.publish("healthy", "one")
+        await _settled()
+        await hub.publish("healthy", "two")
+        await _settled()
+        assert [f["data"] for f in _frames(healthy)[1:]] == ["one", "two"]
+        assert "flushing" in caplog.text
+    finally:
+        await hub.close()
+
+
+async def test_a_buffer_reused_after_its_publish_returned_is_delivered_as_it_was() -> None:
+    hub = _hub()
+    await hub.start()
+    try:
+        transport = FakeTransport()
+        conn = hub.connect(transport, mode=Mode.PLAIN, client="127.0.0.1:1")
+        await hub.subscribe(conn, "r")
+        buffer = bytearray(b"frame 1")
+        await hub.publish("r", buffer)
+        buffer[:] = b"frame 2"  # the application reuses its buffer at once
+        await _settled()
+        assert [f.payload for f in transport.written] == [b"frame 1"]
     finally:
         await hub.close()

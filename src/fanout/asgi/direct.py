@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from fanout.core.lazy_event import LazyEvent
 from fanout.protocol.envelope import OutFrame
@@ -63,6 +64,13 @@ class DirectTransport:
     def close(self, code: int, reason: str, *, timeout_s: float) -> None:
         p = self._proto
         if p.close_sent or p.disconnected:
+            return
+        if p.conn.state is not State.OPEN:
+            # The peer's close frame came first: websockets answered it and uvicorn is
+            # closing the socket (the endpoint sees the disconnect). A peer that does not
+            # read could hold that close open: abort it after the close timeout.
+            if p.close_timer is None:
+                p.close_timer = p.loop.call_later(timeout_s, p.transport.abort)
             return
         p.conn.send_close(code, reason)
         p.transport.write(b"".join(p.conn.data_to_send()))

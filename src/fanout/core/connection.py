@@ -169,11 +169,15 @@ class Connection:
             or (self._one_write and len(self.subscriptions) > 1)
             or not self._transport.ready()
         ):
-            for frame in frames:
-                if not self.enqueue(frame):
-                    return
+            self.enqueue_all(frames)
             return
         self._transport.write_now(frames)
+
+    def enqueue_all(self, frames: list[OutFrame]) -> None:
+        """``enqueue`` each frame, in order, until one is refused."""
+        for frame in frames:
+            if not self.enqueue(frame):
+                return
 
     def flush(self) -> None:
         self._dirty = False

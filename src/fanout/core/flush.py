@@ -4,9 +4,12 @@ flushed once, or, with a write delay, those touched within that delay."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 from fanout.core.histogram import Histogram
+
+log = logging.getLogger("fanout.flush")
 
 
 class Flushable(Protocol):
@@ -59,13 +62,32 @@ class FlushScheduler:
         else:
             self._loop.call_soon(self._run)
 
+    def flush_now(self) -> None:
+        """Flush what is marked now (at shutdown, before connections are drained)."""
+        if self._rooms or self._dirty:
+            self._run()
+
     def _run(self) -> None:
+        marked_at = self._marked_at
         rooms, self._rooms = self._rooms, []
-        for room in rooms:
-            room.flush()  # may queue frames on connections: they are flushed below
-        dirty, self._dirty = self._dirty, []
-        self._scheduled = False
+        try:
+            for room in rooms:
+                _flush(room)  # may queue frames on connections: they are flushed below
+        finally:
+            dirty, self._dirty = self._dirty, []
+            self._scheduled = False
+            if self._rooms:  # marked meanwhile: not in this pass
+                self._schedule()
         if self._waits is not None:
-            self._waits.observe(self._loop.time() - self._marked_at)
+            self._waits.observe(self._loop.time() - marked_at)
         for conn in dirty:
-            conn.flush()
+            _flush(conn)
+
+
+def _flush(item: Flushable) -> None:
+    """One room's or connection's flush: a failure is logged and stays its own (the
+    others in the pass, and every later pass, still run)."""
+    try:
+        item.flush()
+    except Exception:
+        log.exception("flushing %r failed", item)

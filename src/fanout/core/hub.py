@@ -130,6 +130,10 @@ class Hub:
 
     async def shut_down(self, conn: Connection) -> None:
         """Flush what ``conn`` has queued (bounded by ``shutdown_flush_s``), close 1001."""
+        if self._flusher is not None:
+            # Messages still in a room's batch (a write delay) go out, or to the
+            # outboxes that drain() waits for, before anything is closed.
+            self._flusher.flush_now()
         await conn.drain(self.limits.shutdown_flush_s)
         conn.close(CloseCode.GOING_AWAY, "server shutting down")
 
@@ -239,7 +243,9 @@ class Hub:
         if local is None:
             if self._flusher is None:
                 raise StateError("Hub.subscribe before start()")
-            local = self._rooms[room] = LocalRoom(room, self._flusher, self.counters)
+            local = self._rooms[room] = LocalRoom(
+                room, self._flusher, self.counters, self.limits.outbox
+            )
         if conn.mode is Mode.PLAIN:
             sub.go_live()
             local.plain.append(conn)

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from fanout.core.connection import Connection, Mode
+from fanout.core.outbox import OutboxLimits
 from fanout.core.subscription import Subscription
 from fanout.protocol.envelope import Message, OutFrame
 
@@ -23,9 +24,14 @@ if TYPE_CHECKING:
 
 
 class LocalRoom:
-    __slots__ = ("_counters", "_flusher", "attached", "batch", "name", "plain", "v1")
+    __slots__ = (
+        "_counters", "_flusher", "_max_bytes", "_max_messages",
+        "attached", "batch", "name", "plain", "v1",
+    )  # fmt: skip
 
-    def __init__(self, name: str, flusher: FlushScheduler, counters: Counter[str]) -> None:
+    def __init__(
+        self, name: str, flusher: FlushScheduler, counters: Counter[str], outbox: OutboxLimits
+    ) -> None:
         self.name = name
         # The broker's attach, shared by everyone who joins while it is under way.
         self.attached: asyncio.Future[None] | None = None
@@ -35,6 +41,10 @@ class LocalRoom:
         self.batch: list[Message] = []
         self._flusher = flusher
         self._counters = counters
+        # A batch larger than an outbox may hold is queued, not written at once: the
+        # outbox bound (and 4008 past it) applies to what one flush hands a member.
+        self._max_messages = outbox.max_messages
+        self._max_bytes = outbox.max_bytes
 
     def __bool__(self) -> bool:
         return bool(self.v1 or self.plain)
@@ -56,8 +66,12 @@ class LocalRoom:
             self._to_v1(batch)
         if self.plain:
             frames = [message.plain_frame() for message in batch]
-            for conn in self.plain:
-                conn.deliver(frames)
+            if self._fits(frames):
+                for conn in self.plain:
+                    conn.deliver(frames)
+            else:
+                for conn in self.plain:
+                    conn.enqueue_all(frames)
         self._counters["deliveries"] += (len(self.v1) + len(self.plain)) * len(batch)
 
     def hand_to(self, sub: Subscription) -> None:
@@ -73,8 +87,14 @@ class LocalRoom:
                 sub.offset = message.offset
                 sub.conn.enqueue(message.v1_frame())
 
+    def _fits(self, frames: list[OutFrame]) -> bool:
+        return len(frames) <= self._max_messages and (
+            sum(frame.size for frame in frames) <= self._max_bytes
+        )
+
     def _to_v1(self, batch: list[Message]) -> None:
         frames = [message.v1_frame() for message in batch]
+        fits = self._fits(frames)
         first, last = batch[0], batch[-1]
         epoch, offset, latest = first.epoch, first.offset, last.offset
         # The whole batch goes to each member in one piece when it is one epoch in
@@ -89,7 +109,10 @@ class LocalRoom:
                 sub.pending.extend(batch)
             elif whole and offset > sub.offset and epoch == sub.epoch:
                 sub.offset = latest
-                sub.conn.deliver(frames)
+                if fits:
+                    sub.conn.deliver(frames)
+                else:
+                    sub.conn.enqueue_all(frames)
             else:
                 taken: list[OutFrame] = []
                 for message, frame in zip(batch, frames, strict=True):
@@ -97,4 +120,4 @@ class LocalRoom:
                         sub.offset = message.offset
                         taken.append(frame)
                 if taken:
-                    sub.conn.deliver(taken)
+                    sub.conn.enqueue_all(taken)  # rare: no need to write at once

@@ -65,6 +65,10 @@ class PublishRules:
                 ErrorCode.TOO_BIG,
                 f"data is {size} bytes; this hub takes at most {limit}",
             )
+        if isinstance(data, bytearray | memoryview):
+            # Copied now: the caller may reuse its buffer once the publish returned,
+            # and the message is encoded (and kept in history) later.
+            data = bytes(data)
         return name, data
 
     @staticmethod

@@ -1,0 +1,57 @@
+"""The direct transport's close, when the peer's close frame came first: websockets has
+answered it, uvicorn is closing the socket, and fanout's own close (a slow consumer's
+4008, found in the middle of a flush) must neither raise nor hang on a peer that does
+not read."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from types import SimpleNamespace
+from typing import Any, cast
+
+from websockets.frames import Close
+from websockets.protocol import Protocol, Side, State
+
+from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
+
+
+class _Socket:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def _after_the_peers_close(loop: asyncio.AbstractEventLoop) -> Any:
+    ws = Protocol(Side.SERVER, state=State.OPEN)
+    payload = Close(1000, "bye").serialize()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    ws.receive_data(bytes([0x88, 0x80 | len(payload)]) + mask + masked)
+    assert ws.state is State.CLOSING
+    return SimpleNamespace(
+        conn=ws,
+        transport=_Socket(),
+        loop=loop,
+        close_sent=False,
+        disconnected=False,
+        read_paused=False,
+        close_timer=None,
+    )
+
+
+async def test_closing_after_the_peers_close_frame_does_not_raise_and_aborts_a_silent_peer() -> (
+    None
+):
+    proto = _after_the_peers_close(asyncio.get_running_loop())
+    transport = DirectTransport(cast(FanoutWebSocketProtocol, proto))
+    transport.close(4008, "slow consumer: outbox full", timeout_s=0.05)
+    assert proto.transport.written == []  # websockets already answered the peer's close
+    await asyncio.sleep(0.1)
+    assert proto.transport.aborted
