@@ -46,6 +46,15 @@ async def _member(hub: Hub, room: str, since: Since | None = None) -> FakeTransp
     return transport
 
 
+async def _connection(hub: Hub, mode: Mode, *rooms: str) -> tuple[FakeTransport, Connection]:
+    """A connection on a fake socket, subscribed to ``rooms``."""
+    transport = FakeTransport()
+    conn = hub.connect(transport, mode=mode, client="127.0.0.1:1")
+    for room in rooms:
+        await hub.subscribe(conn, room)
+    return transport, conn
+
+
 async def test_each_member_gets_each_offset_once_in_order_as_subscription_rules_say() -> None:
     hub = _hub()
     await hub.start()
@@ -137,9 +146,7 @@ async def test_a_members_own_frame_follows_the_messages_handed_over_before_it() 
     hub = _hub()
     await hub.start()
     try:
-        transport = FakeTransport()
-        conn = hub.connect(transport, mode=Mode.V1, client="127.0.0.1:1")
-        await hub.subscribe(conn, "r")
+        transport, conn = await _connection(hub, Mode.V1, "r")
         await hub.publish("r", "first")
         conn.answer(OutFrame.json({"type": "mine"}))
         await hub.publish("r", "second")
@@ -175,10 +182,7 @@ async def test_under_a_write_delay_a_member_of_two_busy_rooms_gets_one_write_per
     hub = _hub(write_delay_s=0.01)
     await hub.start()
     try:
-        transport = FakeTransport()
-        conn = hub.connect(transport, mode=Mode.V1, client="127.0.0.1:1")
-        await hub.subscribe(conn, "a")
-        await hub.subscribe(conn, "b")
+        transport, _ = await _connection(hub, Mode.V1, "a", "b")
         await asyncio.sleep(0.03)
         before = transport.writes
         await hub.publish("a", "to a")
@@ -194,9 +198,7 @@ async def test_a_plain_members_own_frame_follows_the_messages_handed_over_before
     hub = _hub()
     await hub.start()
     try:
-        transport = FakeTransport()
-        conn = hub.connect(transport, mode=Mode.PLAIN, client="127.0.0.1:1")
-        await hub.subscribe(conn, "r")
+        transport, conn = await _connection(hub, Mode.PLAIN, "r")
         await hub.publish("r", "first")
         conn.answer(OutFrame.text("mine"))  # what Consumer.send does
         await hub.publish("r", "second")
@@ -295,9 +297,7 @@ async def test_a_buffer_reused_after_its_publish_returned_is_delivered_as_it_was
     hub = _hub()
     await hub.start()
     try:
-        transport = FakeTransport()
-        conn = hub.connect(transport, mode=Mode.PLAIN, client="127.0.0.1:1")
-        await hub.subscribe(conn, "r")
+        transport, _ = await _connection(hub, Mode.PLAIN, "r")
         buffer = bytearray(b"frame 1")
         await hub.publish("r", buffer)
         buffer[:] = b"frame 2"  # the application reuses its buffer at once
