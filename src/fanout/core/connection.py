@@ -54,7 +54,6 @@ class Connection:
         "_flusher",
         "_on_closed",
         "_on_closing",
-        "_one_write",
         "_outbox",
         "_transport",
         "_wake",
@@ -110,9 +109,6 @@ class Connection:
         self._transport = transport
         self._outbox = Outbox(outbox_limits)
         self._flusher = flusher
-        # Under a write delay a connection is written once per flush: what several rooms
-        # hand it then joins its outbox and leaves in that one write.
-        self._one_write = flusher.delay_s > 0
         self._dirty = False
         self._writing = False
         self._wake: asyncio.Event | None = None
@@ -166,7 +162,9 @@ class Connection:
             self._dirty
             or self._writing
             or self._outbox.frames
-            or (self._one_write and len(self.subscriptions) > 1)
+            # Under a write delay, one write per flush: what several rooms hand this
+            # connection joins its outbox and leaves together.
+            or (self._flusher.delay_s and len(self.subscriptions) > 1)
             or not self._transport.ready()
         ):
             self.enqueue_all(frames)

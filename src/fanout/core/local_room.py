@@ -24,10 +24,7 @@ if TYPE_CHECKING:
 
 
 class LocalRoom:
-    __slots__ = (
-        "_counters", "_flusher", "_max_bytes", "_max_messages",
-        "attached", "batch", "name", "plain", "v1",
-    )  # fmt: skip
+    __slots__ = ("_counters", "_flusher", "_outbox", "attached", "batch", "name", "plain", "v1")
 
     def __init__(
         self, name: str, flusher: FlushScheduler, counters: Counter[str], outbox: OutboxLimits
@@ -43,8 +40,7 @@ class LocalRoom:
         self._counters = counters
         # A batch larger than an outbox may hold is queued, not written at once: the
         # outbox bound (and 4008 past it) applies to what one flush hands a member.
-        self._max_messages = outbox.max_messages
-        self._max_bytes = outbox.max_bytes
+        self._outbox = outbox
 
     def __bool__(self) -> bool:
         return bool(self.v1 or self.plain)
@@ -88,9 +84,7 @@ class LocalRoom:
                 sub.conn.enqueue(message.v1_frame())
 
     def _fits(self, frames: list[OutFrame]) -> bool:
-        return len(frames) <= self._max_messages and (
-            sum(frame.size for frame in frames) <= self._max_bytes
-        )
+        return self._outbox.holds(len(frames), sum(frame.size for frame in frames))
 
     def _to_v1(self, batch: list[Message]) -> None:
         frames = [message.v1_frame() for message in batch]

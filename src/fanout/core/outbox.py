@@ -16,6 +16,11 @@ class OutboxLimits:
         if self.max_messages < 1 or self.max_bytes < 1:
             raise ValueError("outbox limits must be >= 1")
 
+    def holds(self, messages: int, size: int) -> bool:
+        """Whether an outbox may hold ``messages`` frames of ``size`` bytes in all
+        (``Outbox.put`` applies the same bound inline, once per frame)."""
+        return messages <= self.max_messages and size <= self.max_bytes
+
 
 class Outbox:
     """Frames waiting for one socket, bounded in count and bytes.
