@@ -228,21 +228,6 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         elif not self.read_paused:
             self.transport.resume_reading()
 
-    def send_receive_event_to_app(self) -> None:
-        if self.read_paused or not self.queue.empty():
-            # The app has not taken the message before: stop reading until it has.
-            super().send_receive_event_to_app()
-            return
-        # The app has taken everything: queue this one and keep reading. uvicorn stops
-        # the socket's reading after every message and starts it again once the app
-        # took it, two epoll changes (system calls) per message; the next message still
-        # stops it while this one waits, so at most two wait here.
-        self.read_paused = True
-        try:
-            super().send_receive_event_to_app()
-        finally:
-            self.read_paused = False
-
     async def receive(self) -> Any:
         message = await super().receive()
         if self._deaf or (self._unparsed and not self.transport.is_closing()):
