@@ -91,6 +91,8 @@ class Coordinator:
         self.t0_mono = 0.0
         self.sending_s = 0.0
         self._phase = "connecting"
+        # A report that came while the coordinator still gathered an earlier one.
+        self._early: dict[int, tuple[Any, ...]] = {}
 
     # -- processes ----------------------------------------------------------------------
 
@@ -122,27 +124,41 @@ class Coordinator:
             pipe.close()
 
     def _gather(self, kind: str, deadline: float) -> list[tuple[Any, ...]]:
-        """One ``kind`` message from every process, handling ticks meanwhile."""
+        """One ``kind`` message from every process, handling ticks meanwhile.
+
+        Every process is read until all have reported, those that reported first
+        included: a process without senders reports ``sent`` at once and goes on
+        ticking while the others send, and its pipe (a few hundred KB; a tick's latency
+        histogram can be tens of KB) must not fill up meanwhile.
+        """
         got: dict[int, tuple[Any, ...]] = {}
+        for k, early in list(self._early.items()):
+            if early[0] == kind:
+                got[k] = early
+                del self._early[k]
+        listening = {id(p): k for k, p in enumerate(self.pipes)}
         while len(got) < len(self.pipes):
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = [k for k in range(len(self.pipes)) if k not in got]
                 raise RunError(f"generator processes {missing} did not report {kind!r} in time")
-            waiting = {id(p): k for k, p in enumerate(self.pipes) if k not in got}
-            ready = wait([self.pipes[k] for k in waiting.values()], timeout=left)
+            ready = wait([self.pipes[k] for k in listening.values()], timeout=left)
             for ready_one in ready:
-                k = waiting[id(ready_one)]
-                pipe = self.pipes[k]
+                k = listening[id(ready_one)]
                 try:
-                    message: tuple[Any, ...] = pipe.recv()
+                    message: tuple[Any, ...] = self.pipes[k].recv()
                 except (EOFError, OSError) as exc:
+                    if k in got:  # it reported; a death shows at the next phase
+                        del listening[id(ready_one)]
+                        continue
                     code = self.procs[k].exitcode
                     raise RunError(f"generator process {k} died (exit code {code})") from exc
                 if message[0] == "tick":
                     self._tick(int(message[1]), message[2])
-                elif message[0] == kind:
+                elif message[0] == kind and k not in got:
                     got[k] = message
+                else:  # the next phase's report, from a process already past this one
+                    self._early[k] = message
         return [got[k] for k in range(len(self.pipes))]
 
     def _tick(self, index: int, report: dict[str, Any]) -> None:
