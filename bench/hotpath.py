@@ -49,13 +49,21 @@ class _Proto:
         self.transport = _Sink(out)
 
 
+def _direct(out: list[bytes]) -> DirectTransport:
+    """A direct transport whose socket writes land in ``out``."""
+    transport = DirectTransport(cast(FanoutWebSocketProtocol, _Proto(out)))
+    if hasattr(DirectTransport, "write_through"):  # older versions had ready() instead
+        transport.write_through = out.append
+    return transport
+
+
 async def fanout_ns(mode: Mode, subscribers: int, messages: int, batch: int) -> float:
     """Nanoseconds per delivery: ``batch`` publishes per loop iteration, then a flush."""
     hub = wire(Settings()).hub
     await hub.start()
     out: list[bytes] = []
     for _ in range(subscribers):
-        transport = DirectTransport(cast(FanoutWebSocketProtocol, _Proto(out)))
+        transport = _direct(out)
         conn = hub.connect(transport, mode=mode)
         await hub.subscribe(conn, "bench")
     data: Any = "x" * 200
@@ -94,7 +102,7 @@ async def publish_ns(mode: Mode, messages: int) -> float:
     hub = wiring.hub
     await hub.start()
     out: list[bytes] = []
-    transport = DirectTransport(cast(FanoutWebSocketProtocol, _Proto(out)))
+    transport = _direct(out)
     conn = hub.connect(transport, mode=mode)
     consumer = Consumer(hub, conn, ConnectionInfo(room="bench"))
     session = Session(consumer, wiring.session, hub.counters)

@@ -10,6 +10,8 @@ import os
 from types import SimpleNamespace
 from typing import Any, cast
 
+import uvicorn
+from uvicorn.server import ServerState
 from websockets.frames import Close
 from websockets.protocol import Protocol, Side, State
 
@@ -55,3 +57,44 @@ async def test_closing_after_the_peers_close_frame_does_not_raise_and_aborts_a_s
     assert proto.transport.written == []  # websockets already answered the peer's close
     await asyncio.sleep(0.1)
     assert proto.transport.aborted
+
+
+def _open_protocol() -> tuple[FanoutWebSocketProtocol, DirectTransport, _Socket]:
+    """fanout's protocol as uvicorn builds it, on a recording socket, past the handshake."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    config = uvicorn.Config(app, lifespan="off")
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        proto = FanoutWebSocketProtocol(
+            config=config, server_state=ServerState(), app_state={}, _loop=loop
+        )
+    finally:
+        loop.close()
+    socket = _Socket()
+    proto.transport = cast(Any, socket)
+    proto.direct = DirectTransport(proto)
+    proto._sync_write_through()
+    return proto, proto.direct, socket
+
+
+def test_frames_are_written_through_only_while_the_socket_takes_them() -> None:
+    proto, direct, socket = _open_protocol()
+    assert direct.write_through == socket.write
+    proto.pause_writing()  # the peer stopped reading: the socket buffer is full
+    assert direct.write_through is None
+    proto.resume_writing()
+    assert direct.write_through == socket.write
+    proto.close_sent = True  # the close frame is out: nothing may follow it
+    assert direct.write_through is None
+    proto.resume_writing()
+    assert direct.write_through is None
+
+
+def test_a_disconnected_socket_is_not_written_through() -> None:
+    proto, direct, _ = _open_protocol()
+    proto.disconnected = True
+    assert direct.write_through is None

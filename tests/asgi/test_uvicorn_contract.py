@@ -113,10 +113,13 @@ def test_the_websocket_protocol_still_sets_every_attribute_fanout_uses() -> None
     source = inspect.getsource(WebSocketsSansIOProtocol)
     assert set(re.findall(r"self\.queue\.(\w+)", source)) <= {"put_nowait", "get", "empty", "qsize"}
     assert set(re.findall(r"self\.writable\.(\w+)", source)) <= {"set", "clear", "wait", "is_set"}
-    # The slots fanout declares are attributes uvicorn's __init__ sets.
+    # The slots fanout declares are attributes uvicorn's __init__ sets, or hold the
+    # value of one that fanout watches through a property (_close_sent: close_sent).
     init = inspect.getsource(WebSocketsSansIOProtocol.__init__)
     for name in FanoutWebSocketProtocol.__slots__:
-        assert f"self.{name}" in init, name
+        assert f"self.{name.removeprefix('_')}" in init, name
+    for name in ("close_sent", "disconnected"):
+        assert isinstance(getattr(FanoutWebSocketProtocol, name), property), name
     assert proto.close_sent is False
     assert proto.read_paused is False
     for name in ("send_close", "data_to_send", "extensions"):

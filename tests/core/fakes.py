@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from fanout.core.broker import History
@@ -20,11 +21,23 @@ class FakeTransport:
         self.written: list[OutFrame] = []
         self.writes = 0  # write_now calls: how many writes the socket would have seen
         self.closed_with: tuple[int, str] | None = None
+        self.failure: Exception | None = None  # what each write raises, if set
 
-    def ready(self) -> bool:
-        return self.writable and self.closed_with is None
+    @property
+    def write_through(self) -> Callable[[bytes], None] | None:
+        if self.writable and self.closed_with is None:
+            return self._write_wire
+        return None
+
+    def _write_wire(self, data: bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.writes += 1
+        self.written.extend(server_frames(data))
 
     def write_now(self, frames: list[OutFrame]) -> None:
+        if self.failure is not None:
+            raise self.failure
         self.writes += 1
         self.written.extend(frames)
 
@@ -35,6 +48,22 @@ class FakeTransport:
 
     def close(self, code: int, reason: str, *, timeout_s: float) -> None:
         self.closed_with = (code, reason)
+
+
+def server_frames(data: bytes) -> list[OutFrame]:
+    """The frames in a server's (unmasked) WebSocket bytes."""
+    frames = []
+    at = 0
+    while at < len(data):
+        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
+        at += 2
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            length = int.from_bytes(data[at : at + size], "big")
+            at += size
+        frames.append(OutFrame(data[at : at + length], is_text=opcode == 1))
+        at += length
+    return frames
 
 
 def nobody() -> Connection:

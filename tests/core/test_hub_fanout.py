@@ -278,10 +278,7 @@ async def test_a_failing_flush_is_logged_and_later_flushes_still_run(
         healthy = await _member(hub, "healthy")
         await _settled()
 
-        def fail(frames: list[OutFrame]) -> None:
-            raise RuntimeError("the socket went away mid-write")
-
-        broken.write_now = fail  # type: ignore[method-assign]
+        broken.failure = RuntimeError("the socket went away mid-write")
         await hub.publish("broken", "lost to the failure")
         await hub.publish("healthy", "one")
         await _settled()

@@ -36,15 +36,14 @@ CLOSING_READ_LIMIT = 64 * 1024
 
 
 class DirectTransport:
-    __slots__ = ("_proto", "on_shutdown")
+    __slots__ = ("_proto", "on_shutdown", "write_through")
 
     def __init__(self, proto: FanoutWebSocketProtocol) -> None:
         self._proto = proto
         self.on_shutdown: Callable[[], None] | None = None
-
-    def ready(self) -> bool:
-        p = self._proto
-        return not (p.write_paused or p.close_sent or p.disconnected)
+        # The asyncio transport's write while the socket takes data (not paused, no
+        # close sent, not disconnected): the protocol sets it at each of those changes.
+        self.write_through: Callable[[bytes], None] | None = None
 
     def write_now(self, frames: list[OutFrame]) -> None:
         transport = self._proto.transport
@@ -149,9 +148,9 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     # Slots for some of the attributes uvicorn's __init__ sets: it sets 34, and past 30
     # an instance dict stops sharing its keys with the class (about 1.2 KB each).
     __slots__ = (
-        "close_timeout", "close_timer", "curr_msg_data_type", "frames", "initial_response",
-        "last_ping_rtt", "pending_ping_payload", "ping_interval", "ping_sent_at",
-        "ping_timeout", "ping_timer", "pong_timer",
+        "_close_sent", "_disconnected", "close_timeout", "close_timer", "curr_msg_data_type",
+        "frames", "initial_response", "last_ping_rtt", "pending_ping_payload", "ping_interval",
+        "ping_sent_at", "ping_timeout", "ping_timer", "pong_timer",
     )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -161,18 +160,44 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     direct: DirectTransport | None = None
-    # ``not writable.is_set()`` as a plain attribute: ready() reads it once per recipient
-    # per flush, and a method call there costs more than the rest of the check.
     write_paused = False
     # The answer to the latest ping, held while the peer is not reading.
     _held_pong: bytes | None = None
 
+    # uvicorn sets close_sent and disconnected in many places; as properties, each change
+    # also updates the direct transport's write_through (read once per recipient).
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        self._sync_write_through()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        self._sync_write_through()
+
+    def _sync_write_through(self) -> None:
+        direct = self.direct
+        if direct is not None:
+            blocked = self.write_paused or self._close_sent or self._disconnected
+            direct.write_through = None if blocked else self.transport.write
+
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._sync_write_through()
         super().pause_writing()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._sync_write_through()
         super().resume_writing()
         pong, self._held_pong = self._held_pong, None
         if pong and not (self.close_sent or self.disconnected):
@@ -268,6 +293,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent and not self.conn.extensions:
             self.direct = DirectTransport(self)
+            self._sync_write_through()
             scope["extensions"][EXTENSION] = self.direct
 
     def shutdown(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket
 
@@ -13,16 +14,16 @@ log = logging.getLogger("fanout.asgi")
 
 
 class AsgiTransport:
-    """Writes through the ASGI ``send`` callable. Never ``ready`` for synchronous writes,
-    so the connection's writer task does every write and waits for each."""
+    """Writes through the ASGI ``send`` callable. Never writes synchronously (no
+    ``write_through``), so the connection's writer task does every write and waits for
+    each."""
+
+    write_through: Callable[[bytes], None] | None = None
 
     def __init__(self, websocket: WebSocket, endpoint_task: asyncio.Task[object] | None) -> None:
         self._ws = websocket
         self._endpoint_task = endpoint_task
         self._closing: asyncio.Task[None] | None = None
-
-    def ready(self) -> bool:
-        return False
 
     def write_now(self, frames: list[OutFrame]) -> None:
         raise NotImplementedError("the ASGI transport only writes through send()")

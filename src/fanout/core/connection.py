@@ -151,11 +151,12 @@ class Connection:
             self._before_own(self)
         return self.enqueue(frame)
 
-    def deliver(self, frames: list[OutFrame]) -> None:
+    def deliver(self, frames: list[OutFrame], wire: bytes | None) -> None:
         """Frames shared with other recipients (the list is not kept or changed): written
         at once when nothing of this connection's waits before them and the socket takes
         data, else queued behind what waits, as ``enqueue`` does (also, under a write
-        delay, for a connection in several rooms: one write per flush)."""
+        delay, for a connection in several rooms: one write per flush). ``wire``: the
+        frames' bytes in one piece (``joined_wire``), or None to write them as a list."""
         if self.state is not _OPEN:
             return
         if (
@@ -165,11 +166,16 @@ class Connection:
             # Under a write delay, one write per flush: what several rooms hand this
             # connection joins its outbox and leaves together.
             or (self._flusher.delay_s and len(self.subscriptions) > 1)
-            or not self._transport.ready()
         ):
             self.enqueue_all(frames)
             return
-        self._transport.write_now(frames)
+        write = self._transport.write_through
+        if write is None:
+            self.enqueue_all(frames)
+        elif wire is not None:
+            write(wire)
+        else:
+            self._transport.write_now(frames)
 
     def enqueue_all(self, frames: list[OutFrame]) -> None:
         """``enqueue`` each frame, in order, until one is refused."""
@@ -181,7 +187,7 @@ class Connection:
         self._dirty = False
         if self.state is _CLOSED:
             return
-        if not self._writing and self._transport.ready():
+        if not self._writing and self._transport.write_through is not None:
             # take_all() then a check for empty: one Python call fewer than len() first.
             frames = self._outbox.take_all()
             if frames:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from fanout.core.connection import Connection, Mode
 from fanout.core.outbox import OutboxLimits
 from fanout.core.subscription import Subscription
-from fanout.protocol.envelope import Message, OutFrame
+from fanout.protocol.envelope import Message, OutFrame, joined_wire
 
 if TYPE_CHECKING:
     from fanout.core.flush import FlushScheduler
@@ -63,8 +63,9 @@ class LocalRoom:
         if self.plain:
             frames = [message.plain_frame() for message in batch]
             if self._fits(frames):
+                wire = joined_wire(frames)
                 for conn in self.plain:
-                    conn.deliver(frames)
+                    conn.deliver(frames, wire)
             else:
                 for conn in self.plain:
                     conn.enqueue_all(frames)
@@ -89,6 +90,7 @@ class LocalRoom:
     def _to_v1(self, batch: list[Message]) -> None:
         frames = [message.v1_frame() for message in batch]
         fits = self._fits(frames)
+        wire = joined_wire(frames) if fits else None
         first, last = batch[0], batch[-1]
         epoch, offset, latest = first.epoch, first.offset, last.offset
         # The whole batch goes to each member in one piece when it is one epoch in
@@ -104,7 +106,7 @@ class LocalRoom:
             elif whole and offset > sub.offset and epoch == sub.epoch:
                 sub.offset = latest
                 if fits:
-                    sub.conn.deliver(frames)
+                    sub.conn.deliver(frames, wire)
                 else:
                     sub.conn.enqueue_all(frames)
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from fanout.protocol.envelope import OutFrame
@@ -10,15 +11,19 @@ from fanout.protocol.envelope import OutFrame
 class Transport(Protocol):
     """One WebSocket's write side.
 
-    A direct transport can take frames synchronously (``ready`` is true while the socket
-    accepts data without blocking); any transport can be written with ``send``.
+    A direct transport can take frames synchronously (``write_through`` is set while the
+    socket accepts data without blocking); any transport can be written with ``send``.
     """
 
-    def ready(self) -> bool:
-        """True if ``write_now`` may be called (the socket is not applying backpressure)."""
+    @property
+    def write_through(self) -> Callable[[bytes], None] | None:
+        """The socket's own write while it takes data without blocking (no backpressure,
+        not closing), else None. An attribute the transport keeps current, not a check:
+        fan-out reads it once per recipient and calls it with one frame's bytes."""
 
     def write_now(self, frames: list[OutFrame]) -> None:
-        """Write without waiting. Only called while ``ready()``."""
+        """Write several frames in one go, without waiting. Only while ``write_through``
+        is set."""
 
     async def send(self, frames: list[OutFrame]) -> None:
         """Write, waiting for the socket to drain as needed."""

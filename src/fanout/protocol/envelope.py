@@ -68,6 +68,21 @@ class OutFrame:
         return cls(orjson.dumps(data), is_text=True)
 
 
+# Frames handed to many sockets at once are joined into one bytes object, written to
+# each of them, up to this size; larger ones are written as a list (no copy).
+JOIN_MAX_BYTES = 64 * 1024
+
+
+def joined_wire(frames: list[OutFrame]) -> bytes | None:
+    """The frames' wire bytes in one piece (one object to write to every recipient), or
+    None past ``JOIN_MAX_BYTES``."""
+    if len(frames) == 1:
+        return frames[0].wire
+    if sum(frame.size for frame in frames) > JOIN_MAX_BYTES:
+        return None
+    return b"".join([frame.wire for frame in frames])
+
+
 def binary_envelope(header: dict[str, Any], payload: bytes) -> bytes:
     """4-byte big-endian header length, JSON header, raw payload."""
     head = orjson.dumps(header)
