@@ -22,6 +22,13 @@ class _Socket:
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.aborted = False
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -97,4 +104,17 @@ def test_frames_are_written_through_only_while_the_socket_takes_them() -> None:
 def test_a_disconnected_socket_is_not_written_through() -> None:
     proto, direct, _ = _open_protocol()
     proto.disconnected = True
+    assert direct.write_through is None
+
+
+def test_nothing_is_written_through_after_the_answer_to_the_peers_close() -> None:
+    proto, direct, socket = _open_protocol()
+    loop = asyncio.new_event_loop()
+    try:
+        proto.conn = _after_the_peers_close(loop).conn
+    finally:
+        loop.close()
+    proto.queue = cast(Any, asyncio.Queue())
+    proto.handle_close(cast(Any, None))
+    assert socket.closing
     assert direct.write_through is None

@@ -188,7 +188,16 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         direct = self.direct
         if direct is not None:
             blocked = self.write_paused or self._close_sent or self._disconnected
-            direct.write_through = None if blocked else self.transport.write
+            if blocked or self.transport.is_closing():
+                direct.write_through = None
+            else:
+                direct.write_through = self.transport.write
+
+    def handle_close(self, event: Any) -> None:
+        # The peer's close frame came first: uvicorn answers it and closes the socket
+        # without setting close_sent; nothing may be written after that answer.
+        super().handle_close(event)
+        self._sync_write_through()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -310,3 +319,4 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             direct.on_shutdown()
             return
         super().shutdown()
+        self._sync_write_through()  # uvicorn's shutdown closes without close_sent
