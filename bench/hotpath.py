@@ -52,7 +52,10 @@ class _Proto:
 def _direct(out: list[bytes]) -> DirectTransport:
     """A direct transport whose socket writes land in ``out``."""
     transport = DirectTransport(cast(FanoutWebSocketProtocol, _Proto(out)))
-    if hasattr(DirectTransport, "write_through"):  # older versions had ready() instead
+    # Each version's way to say the socket takes data (older ones asked ready()).
+    if hasattr(transport, "set_write_through"):
+        transport.set_write_through(out.append)
+    elif hasattr(DirectTransport, "write_through"):
         transport.write_through = out.append
     return transport
 

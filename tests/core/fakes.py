@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import cast
 
 from fanout.core.broker import History
 from fanout.core.connection import Connection
+from fanout.core.transport import WriteThroughWatcher
 from fanout.protocol.envelope import Message, OutFrame
 
 
@@ -23,11 +23,10 @@ class FakeTransport:
         self.closed_with: tuple[int, str] | None = None
         self.failure: Exception | None = None  # what each write raises, if set
 
-    @property
-    def write_through(self) -> Callable[[bytes], None] | None:
-        if self.writable and self.closed_with is None:
-            return self._write_wire
-        return None
+    def watch(self, watcher: WriteThroughWatcher) -> None:
+        # Never changes: tests make a fake either ready or stalled for good (a close
+        # makes the connection stop delivering first).
+        watcher.write_through = self._write_wire if self.writable else None
 
     def _write_wire(self, data: bytes) -> None:
         if self.failure is not None:

@@ -19,6 +19,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import State
 
 from fanout.core.lazy_event import LazyEvent
+from fanout.core.transport import WriteThroughWatcher
 from fanout.protocol.envelope import OutFrame
 
 EXTENSION = "fanout.direct"
@@ -36,14 +37,25 @@ CLOSING_READ_LIMIT = 64 * 1024
 
 
 class DirectTransport:
-    __slots__ = ("_proto", "on_shutdown", "write_through")
+    __slots__ = ("_proto", "_watcher", "on_shutdown", "write_through")
 
     def __init__(self, proto: FanoutWebSocketProtocol) -> None:
         self._proto = proto
         self.on_shutdown: Callable[[], None] | None = None
         # The asyncio transport's write while the socket takes data (not paused, no
-        # close sent, not disconnected): the protocol sets it at each of those changes.
+        # close sent, not disconnected): the protocol sets it at each of those changes
+        # (set_write_through), and the watcher (the connection) gets a copy.
         self.write_through: Callable[[bytes], None] | None = None
+        self._watcher: WriteThroughWatcher | None = None
+
+    def watch(self, watcher: WriteThroughWatcher) -> None:
+        self._watcher = watcher
+        watcher.write_through = self.write_through
+
+    def set_write_through(self, write: Callable[[bytes], None] | None) -> None:
+        self.write_through = write
+        if self._watcher is not None:
+            self._watcher.write_through = write
 
     def write_now(self, frames: list[OutFrame]) -> None:
         transport = self._proto.transport
@@ -189,9 +201,9 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         if direct is not None:
             blocked = self.write_paused or self._close_sent or self._disconnected
             if blocked or self.transport.is_closing():
-                direct.write_through = None
+                direct.set_write_through(None)
             else:
-                direct.write_through = self.transport.write
+                direct.set_write_through(self.transport.write)
 
     def handle_close(self, event: Any) -> None:
         # The peer's close frame came first: uvicorn answers it and closes the socket

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from starlette.websockets import WebSocket
 
+from fanout.core.transport import WriteThroughWatcher
 from fanout.protocol.envelope import OutFrame
 
 log = logging.getLogger("fanout.asgi")
@@ -18,12 +18,13 @@ class AsgiTransport:
     ``write_through``), so the connection's writer task does every write and waits for
     each."""
 
-    write_through: Callable[[bytes], None] | None = None
-
     def __init__(self, websocket: WebSocket, endpoint_task: asyncio.Task[object] | None) -> None:
         self._ws = websocket
         self._endpoint_task = endpoint_task
         self._closing: asyncio.Task[None] | None = None
+
+    def watch(self, watcher: WriteThroughWatcher) -> None:
+        watcher.write_through = None
 
     def write_now(self, frames: list[OutFrame]) -> None:
         raise NotImplementedError("the ASGI transport only writes through send()")

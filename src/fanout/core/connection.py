@@ -72,6 +72,7 @@ class Connection:
         "state",
         "subscriptions",
         "user",
+        "write_through",
     )
 
     def __init__(
@@ -109,6 +110,9 @@ class Connection:
         self._transport = transport
         self._outbox = Outbox(outbox_limits)
         self._flusher = flusher
+        # Set by enqueue until the next flush. _writing: from the moment the flush hands
+        # the outbox to the writer task until that task has emptied it. Frames wait in
+        # the outbox only while one of the two is set, so deliver() need not look there.
         self._dirty = False
         self._writing = False
         self._wake: asyncio.Event | None = None
@@ -117,6 +121,10 @@ class Connection:
         # the socket is gone, as the transport reports it.
         self._on_closing = on_closing
         self._on_closed = on_closed
+        # The socket's own write while it takes data, else None: the transport keeps it
+        # current (Transport.watch); fan-out reads it here, once per recipient.
+        self.write_through: Callable[[bytes], None] | None = None
+        transport.watch(self)
         # Hands this connection the room messages still waiting for the flush, before a
         # frame of its own: a publisher's message comes before its ack.
         self._before_own = before_own
@@ -162,14 +170,13 @@ class Connection:
         if (
             self._dirty
             or self._writing
-            or self._outbox.frames
             # Under a write delay, one write per flush: what several rooms hand this
             # connection joins its outbox and leaves together.
             or (self._flusher.delay_s and len(self.subscriptions) > 1)
         ):
             self.enqueue_all(frames)
             return
-        write = self._transport.write_through
+        write = self.write_through
         if write is None:
             self.enqueue_all(frames)
         elif wire is not None:
@@ -187,7 +194,7 @@ class Connection:
         self._dirty = False
         if self.state is _CLOSED:
             return
-        if not self._writing and self._transport.write_through is not None:
+        if not self._writing and self.write_through is not None:
             # take_all() then a check for empty: one Python call fewer than len() first.
             frames = self._outbox.take_all()
             if frames:
@@ -197,6 +204,7 @@ class Connection:
             self._wake_writer()
 
     def _wake_writer(self) -> None:
+        self._writing = True  # the writer task has the outbox now
         wake = self._wake
         if wake is None:
             wake = self._wake = asyncio.Event()
@@ -210,15 +218,14 @@ class Connection:
             await wake.wait()
             wake.clear()
             while self._outbox and self._is_live():
-                self._writing = True
                 try:
                     await self._transport.send(self._outbox.take_all())
                 except Exception as exc:  # the peer vanished mid-write
                     log.debug("write to %r failed: %r", self, exc)
+                    self._writing = False
                     self.mark_closed(CloseCode.INTERNAL, "write failed")
                     return
-                finally:
-                    self._writing = False
+            self._writing = False  # the outbox is empty (or the socket gone)
 
     def _is_live(self) -> bool:
         # A method, not an inline check: the state changes while the writer awaits.

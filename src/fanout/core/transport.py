@@ -8,22 +8,29 @@ from typing import Protocol
 from fanout.protocol.envelope import OutFrame
 
 
+class WriteThroughWatcher(Protocol):
+    """Who writes to a transport without waiting (a ``Connection``)."""
+
+    write_through: Callable[[bytes], None] | None
+
+
 class Transport(Protocol):
     """One WebSocket's write side.
 
-    A direct transport can take frames synchronously (``write_through`` is set while the
-    socket accepts data without blocking); any transport can be written with ``send``.
+    A direct transport can take frames synchronously (it keeps its watcher's
+    ``write_through`` set while the socket accepts data without blocking); any transport
+    can be written with ``send``.
     """
 
-    @property
-    def write_through(self) -> Callable[[bytes], None] | None:
-        """The socket's own write while it takes data without blocking (no backpressure,
-        not closing), else None. An attribute the transport keeps current, not a check:
-        fan-out reads it once per recipient and calls it with one frame's bytes."""
+    def watch(self, watcher: WriteThroughWatcher) -> None:
+        """Set ``watcher.write_through`` now and at every change: the socket's own write
+        while it takes data without blocking (no backpressure, not closing), else None.
+        An attribute kept current, not a check: fan-out reads it once per recipient and
+        calls it with one piece of bytes (whole frames)."""
 
     def write_now(self, frames: list[OutFrame]) -> None:
-        """Write several frames in one go, without waiting. Only while ``write_through``
-        is set."""
+        """Write several frames in one go, without waiting. Only while the watcher's
+        ``write_through`` is set."""
 
     async def send(self, frames: list[OutFrame]) -> None:
         """Write, waiting for the socket to drain as needed."""
