@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 from fanout.core.broker import History
@@ -39,6 +40,13 @@ class FakeTransport:
             raise self.failure
         self.writes += 1
         self.written.extend(frames)
+
+    def release(self) -> Callable[[bytes], None]:
+        """The stalled peer reads again: a send() waiting for it goes on. The write a
+        watcher would be given now."""
+        self.writable = True
+        self._drained.set()
+        return self._write_wire
 
     async def send(self, frames: list[OutFrame]) -> None:
         if not self.writable:

@@ -13,11 +13,12 @@ import pytest
 
 from fanout.asgi.wiring import hub_limits, wire
 from fanout.core.connection import Connection, Mode
+from fanout.core.flush import FlushScheduler
 from fanout.core.hub import Hub
 from fanout.core.outbox import OutboxLimits
 from fanout.core.subscription import Subscription
 from fanout.protocol.codes import CloseCode
-from fanout.protocol.envelope import Message, OutFrame
+from fanout.protocol.envelope import Message, OutFrame, joined_wire
 from fanout.protocol.frames import Since
 from fanout.settings import Settings
 from tests.core.fakes import FakeTransport, nobody
@@ -302,3 +303,23 @@ async def test_a_buffer_reused_after_its_publish_returned_is_delivered_as_it_was
         assert [f.payload for f in transport.written] == [b"frame 1"]
     finally:
         await hub.close()
+
+
+async def test_frames_handed_to_the_writer_stay_ahead_of_a_batch_once_the_socket_frees_up() -> None:
+    transport = FakeTransport(ready=False)  # the socket applies backpressure
+    flusher = FlushScheduler(asyncio.get_running_loop())
+    conn = Connection(
+        transport,
+        mode=Mode.PLAIN,
+        outbox_limits=OutboxLimits(max_messages=16, max_bytes=1 << 20),
+        flusher=flusher,
+    )
+    conn.enqueue(OutFrame.text("queued first"))
+    conn.flush()  # the writer task has the outbox now, and has not run yet
+    # Meanwhile the socket drains and takes data again; a room's batch arrives.
+    conn.write_through = transport.release()
+    batch = [OutFrame.text("batch")]
+    conn.deliver(batch, joined_wire(batch))
+    await _settled()
+    assert [f.as_text for f in transport.written] == ["queued first", "batch"]
+    conn.mark_closed()
