@@ -10,12 +10,11 @@ import os
 from types import SimpleNamespace
 from typing import Any, cast
 
-import uvicorn
-from uvicorn.server import ServerState
 from websockets.frames import Close
 from websockets.protocol import Protocol, Side, State
 
 from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
+from tests.support.protocols import uvicorn_protocol
 
 
 class _Socket:
@@ -69,18 +68,7 @@ async def test_closing_after_the_peers_close_frame_does_not_raise_and_aborts_a_s
 def _open_protocol() -> tuple[FanoutWebSocketProtocol, DirectTransport, _Socket]:
     """fanout's protocol as uvicorn builds it, on a recording socket, past the handshake."""
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        return None
-
-    config = uvicorn.Config(app, lifespan="off")
-    config.load()
-    loop = asyncio.new_event_loop()
-    try:
-        proto = FanoutWebSocketProtocol(
-            config=config, server_state=ServerState(), app_state={}, _loop=loop
-        )
-    finally:
-        loop.close()
+    proto = uvicorn_protocol(FanoutWebSocketProtocol)
     socket = _Socket()
     proto.transport = cast(Any, socket)
     proto.direct = DirectTransport(proto)

@@ -9,7 +9,6 @@ for a reason that is hard to see.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import re
 import tomllib
@@ -20,11 +19,11 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn.server import ServerState
 from websockets.server import ServerProtocol
 
 from fanout.asgi.direct import FanoutWebSocketProtocol
 from fanout.asgi.http import FanoutHttpProtocol
+from tests.support.protocols import uvicorn_protocol
 
 ROOT = Path(__file__).parents[2]
 
@@ -74,19 +73,6 @@ def _parameters(method: Callable[..., Any]) -> list[str]:
     return [p for p in inspect.signature(method).parameters if p != "self"]
 
 
-def _instance(cls: type[Any]) -> Any:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        return None
-
-    config = uvicorn.Config(app, lifespan="off")
-    config.load()
-    loop = asyncio.new_event_loop()
-    try:
-        return cls(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-    finally:
-        loop.close()
-
-
 def test_uvicorn_is_pinned_to_the_tested_minor_version() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = [d for d in project["dependencies"] if d.startswith("uvicorn")]
@@ -105,7 +91,7 @@ def test_the_websocket_protocol_still_has_every_method_fanout_overrides_or_calls
 
 
 def test_the_websocket_protocol_still_sets_every_attribute_fanout_uses() -> None:
-    proto = _instance(FanoutWebSocketProtocol)
+    proto: Any = uvicorn_protocol(FanoutWebSocketProtocol)
     assert [a for a in WEBSOCKET_ATTRIBUTES if not hasattr(proto, a)] == []
     assert isinstance(proto.conn, ServerProtocol)
     # fanout replaces uvicorn's queue and writable Event with lighter objects
@@ -131,5 +117,5 @@ def test_the_http_protocol_still_has_every_hook_fanout_overrides() -> None:
         name: _parameters(getattr(HttpToolsProtocol, name, lambda: None)) for name in HTTP_METHODS
     }
     assert changed == HTTP_METHODS
-    proto = _instance(FanoutHttpProtocol)
+    proto: Any = uvicorn_protocol(FanoutHttpProtocol)
     assert [a for a in HTTP_ATTRIBUTES if not hasattr(proto, a)] == []
