@@ -14,6 +14,7 @@ from websockets.frames import Close
 from websockets.protocol import Protocol, Side, State
 
 from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
+from fanout.protocol.envelope import OutFrame
 from tests.support.protocols import uvicorn_protocol
 
 
@@ -106,3 +107,18 @@ def test_nothing_is_written_through_after_the_answer_to_the_peers_close() -> Non
     proto.handle_close(cast(Any, None))
     assert socket.closing
     assert direct.write_through is None
+
+
+async def test_frames_queued_for_the_writer_are_not_sent_after_the_answer_to_the_peers_close() -> (
+    None
+):
+    proto, direct, socket = _open_protocol()
+    loop = asyncio.get_running_loop()
+    proto.loop = loop
+    proto.conn = _after_the_peers_close(loop).conn
+    proto.queue = cast(Any, asyncio.Queue())
+    proto.handle_close(cast(Any, None))  # uvicorn answers the close and closes the socket
+    answered = len(socket.written)
+    # The endpoint has not seen the disconnect yet: a frame still goes to the writer task.
+    await direct.send([OutFrame.text("after the close")])
+    assert socket.written[answered:] == []

@@ -69,7 +69,9 @@ class DirectTransport:
         # pause_writing/resume_writing drive this event: the socket buffer is past its
         # high-water mark until the peer reads.
         await p.writable.wait()
-        if not (p.close_sent or p.disconnected):
+        # Not after a close frame: ours (close_sent), or uvicorn's answer to the peer's,
+        # after which it closes the socket without setting close_sent.
+        if not (p.close_sent or p.disconnected or p.transport.is_closing()):
             self.write_now(frames)
 
     def close(self, code: int, reason: str, *, timeout_s: float) -> None:
@@ -205,6 +207,11 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             else:
                 direct.set_write_through(self.transport.write)
 
+    def eof_received(self) -> None:
+        # The peer shut its side down: the transport closes itself once this returns.
+        super().eof_received()
+        self.loop.call_soon(self._sync_write_through)
+
     def handle_close(self, event: Any) -> None:
         # The peer's close frame came first: uvicorn answers it and closes the socket
         # without setting close_sent; nothing may be written after that answer.
@@ -221,7 +228,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         self._sync_write_through()
         super().resume_writing()
         pong, self._held_pong = self._held_pong, None
-        if pong and not (self.close_sent or self.disconnected):
+        if pong and not (self.close_sent or self.disconnected or self.transport.is_closing()):
             self.transport.write(pong)
 
     # Received bytes not parsed yet (from _unparsed_at on); reading is paused meanwhile.

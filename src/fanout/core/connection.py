@@ -214,18 +214,21 @@ class Connection:
         wake.set()
 
     async def _write_loop(self, wake: asyncio.Event) -> None:
-        while self.state is not ConnState.CLOSED:
-            await wake.wait()
-            wake.clear()
-            while self._outbox and self._is_live():
-                try:
-                    await self._transport.send(self._outbox.take_all())
-                except Exception as exc:  # the peer vanished mid-write
-                    log.debug("write to %r failed: %r", self, exc)
-                    self._writing = False
-                    self.mark_closed(CloseCode.INTERNAL, "write failed")
-                    return
-            self._writing = False  # the outbox is empty (or the socket gone)
+        try:
+            while self.state is not ConnState.CLOSED:
+                await wake.wait()
+                wake.clear()
+                while self._outbox and self._is_live():
+                    try:
+                        await self._transport.send(self._outbox.take_all())
+                    except Exception as exc:  # the peer vanished mid-write
+                        log.debug("write to %r failed: %r", self, exc)
+                        self._writing = False
+                        self.mark_closed(CloseCode.INTERNAL, "write failed")
+                        return
+                self._writing = False  # the outbox is empty (or the socket gone)
+        finally:
+            self._writing = False  # cancelled mid-write: nobody holds frames any more
 
     def _is_live(self) -> bool:
         # A method, not an inline check: the state changes while the writer awaits.
