@@ -223,7 +223,6 @@ class Connection:
                         await self._transport.send(self._outbox.take_all())
                     except Exception as exc:  # the peer vanished mid-write
                         log.debug("write to %r failed: %r", self, exc)
-                        self._writing = False
                         self.mark_closed(CloseCode.INTERNAL, "write failed")
                         return
                 self._writing = False  # the outbox is empty (or the socket gone)

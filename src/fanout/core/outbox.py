@@ -30,7 +30,7 @@ class Outbox:
     dropped silently.
     """
 
-    __slots__ = ("_max_bytes", "_max_messages", "bytes", "frames", "limits")
+    __slots__ = ("_frames", "_max_bytes", "_max_messages", "bytes", "limits")
 
     def __init__(self, limits: OutboxLimits) -> None:
         self.limits = limits
@@ -38,18 +38,16 @@ class Outbox:
         self._max_messages = limits.max_messages
         self._max_bytes = limits.max_bytes
         # A list, not a deque: frames are only appended and taken all at once, and
-        # take_all() can then hand over the list itself instead of copying it. Read
-        # it, never change it, from outside (an attribute: the fan-out tests it for
-        # being empty once per recipient).
-        self.frames: list[OutFrame] = []
+        # take_all() can then hand over the list itself instead of copying it.
+        self._frames: list[OutFrame] = []
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self._frames)
 
     def put(self, frame: OutFrame) -> bool:
         size = frame.size
-        frames = self.frames
+        frames = self._frames
         if len(frames) >= self._max_messages or self.bytes + size > self._max_bytes:
             return False
         frames.append(frame)
@@ -57,13 +55,13 @@ class Outbox:
         return True
 
     def take_all(self) -> list[OutFrame]:
-        frames = self.frames
-        self.frames = []
+        frames = self._frames
+        self._frames = []
         self.bytes = 0
         return frames
 
     def clear(self) -> int:
-        dropped = len(self.frames)
-        self.frames.clear()
+        dropped = len(self._frames)
+        self._frames.clear()
         self.bytes = 0
         return dropped
