@@ -5,7 +5,9 @@ fan-out loop inlines for speed, and a slow consumer is cut off alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -35,6 +37,17 @@ def _frames(transport: FakeTransport) -> list[dict[str, Any]]:
     return [orjson.loads(f.as_text) for f in transport.written]
 
 
+@contextlib.asynccontextmanager
+async def _running(**limits: Any) -> AsyncIterator[Hub]:
+    """A started hub (``_hub(**limits)``), closed afterwards."""
+    hub = _hub(**limits)
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+
+
 async def _settled() -> None:
     for _ in range(3):  # the flush runs at the end of a loop iteration
         await asyncio.sleep(0)
@@ -57,9 +70,7 @@ async def _connection(hub: Hub, mode: Mode, *rooms: str) -> tuple[FakeTransport,
 
 
 async def test_each_member_gets_each_offset_once_in_order_as_subscription_rules_say() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         members = [await _member(hub, "r") for _ in range(3)]
         for n in range(5):
             await hub.publish("r", {"n": n})
@@ -76,14 +87,10 @@ async def test_each_member_gets_each_offset_once_in_order_as_subscription_rules_
             frames = _frames(transport)
             assert frames[0]["type"] == "subscribed"
             assert [f["offset"] for f in frames[1:]] == expected
-    finally:
-        await hub.close()
 
 
 async def test_a_member_that_resumes_gets_what_it_missed_then_live_messages() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         first = await _member(hub, "r")
         for n in range(3):
             await hub.publish("r", n)
@@ -101,14 +108,10 @@ async def test_a_member_that_resumes_gets_what_it_missed_then_live_messages() ->
             "recovered": True,
         }
         assert [f["offset"] for f in frames[1:]] == [2, 3, 4]
-    finally:
-        await hub.close()
 
 
 async def test_a_member_whose_outbox_overflows_is_closed_4008_alone() -> None:
-    hub = _hub(outbox=OutboxLimits(max_messages=4, max_bytes=1 << 20))
-    await hub.start()
-    try:
+    async with _running(outbox=OutboxLimits(max_messages=4, max_bytes=1 << 20)) as hub:
         reader = await _member(hub, "r")
         stalled = FakeTransport(ready=False)  # its socket applies backpressure
         conn: Connection = hub.connect(stalled, mode=Mode.V1, client="127.0.0.1:2")
@@ -122,14 +125,10 @@ async def test_a_member_whose_outbox_overflows_is_closed_4008_alone() -> None:
         conn.mark_closed()
         assert conn not in hub.connections
         assert "r" not in conn.subscriptions
-    finally:
-        await hub.close()
 
 
 async def test_messages_handed_over_in_one_loop_turn_reach_each_member_in_one_write() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         members = [await _member(hub, "r") for _ in range(3)]
         await _settled()
         before = [t.writes for t in members]
@@ -139,14 +138,10 @@ async def test_messages_handed_over_in_one_loop_turn_reach_each_member_in_one_wr
         for transport, writes in zip(members, before, strict=True):
             assert transport.writes == writes + 1
             assert [f["data"] for f in _frames(transport)[1:]] == [0, 1, 2, 3]
-    finally:
-        await hub.close()
 
 
 async def test_a_members_own_frame_follows_the_messages_handed_over_before_it() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         transport, conn = await _connection(hub, Mode.V1, "r")
         await hub.publish("r", "first")
         conn.answer(OutFrame.json({"type": "mine"}))
@@ -154,14 +149,10 @@ async def test_a_members_own_frame_follows_the_messages_handed_over_before_it() 
         await _settled()
         frames = _frames(transport)[1:]
         assert [f.get("data", f["type"]) for f in frames] == ["first", "mine", "second"]
-    finally:
-        await hub.close()
 
 
 async def test_a_gap_follows_the_messages_handed_over_before_it() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         transport = await _member(hub, "r")
         await _settled()
         epoch = _frames(transport)[0]["epoch"]
@@ -175,14 +166,10 @@ async def test_a_gap_follows_the_messages_handed_over_before_it() -> None:
             ("gap", 2),
             ("message", 6),
         ]
-    finally:
-        await hub.close()
 
 
 async def test_under_a_write_delay_a_member_of_two_busy_rooms_gets_one_write_per_flush() -> None:
-    hub = _hub(write_delay_s=0.01)
-    await hub.start()
-    try:
+    async with _running(write_delay_s=0.01) as hub:
         transport, _ = await _connection(hub, Mode.V1, "a", "b")
         await asyncio.sleep(0.03)
         before = transport.writes
@@ -191,28 +178,20 @@ async def test_under_a_write_delay_a_member_of_two_busy_rooms_gets_one_write_per
         await asyncio.sleep(0.03)
         assert transport.writes == before + 1
         assert [f["data"] for f in _frames(transport)[-2:]] == ["to a", "to b"]
-    finally:
-        await hub.close()
 
 
 async def test_a_plain_members_own_frame_follows_the_messages_handed_over_before_it() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         transport, conn = await _connection(hub, Mode.PLAIN, "r")
         await hub.publish("r", "first")
         conn.answer(OutFrame.text("mine"))  # what Consumer.send does
         await hub.publish("r", "second")
         await _settled()
         assert [f.as_text for f in transport.written] == ["first", "mine", "second"]
-    finally:
-        await hub.close()
 
 
 async def test_a_member_joining_while_messages_wait_for_the_flush_gets_each_offset_once() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         first = await _member(hub, "r")
         await _settled()
         epoch = _frames(first)[0]["epoch"]
@@ -235,16 +214,12 @@ async def test_a_member_joining_while_messages_wait_for_the_flush_gets_each_offs
             ("subscribed", 1),
             ("message", 2),
         ]
-    finally:
-        await hub.close()
 
 
 async def test_a_batch_larger_than_an_outbox_closes_the_member_4008_instead_of_being_written() -> (
     None
 ):
-    hub = _hub(outbox=OutboxLimits(max_messages=1000, max_bytes=64 * 1024))
-    await hub.start()
-    try:
+    async with _running(outbox=OutboxLimits(max_messages=1000, max_bytes=64 * 1024)) as hub:
         transport = await _member(hub, "r")
         await _settled()
         for _ in range(20):  # 20 x 16 KiB in one loop turn: 320 KiB for one flush
@@ -252,8 +227,6 @@ async def test_a_batch_larger_than_an_outbox_closes_the_member_4008_instead_of_b
         await _settled()
         assert transport.closed_with == (CloseCode.SLOW_CONSUMER, "slow consumer: outbox full")
         assert sum(f.size for f in transport.written) < 64 * 1024
-    finally:
-        await hub.close()
 
 
 async def test_shutdown_sends_the_messages_still_waiting_for_a_delayed_flush() -> None:
@@ -272,9 +245,7 @@ async def test_shutdown_sends_the_messages_still_waiting_for_a_delayed_flush() -
 async def test_a_failing_flush_is_logged_and_later_flushes_still_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         broken = await _member(hub, "broken")
         healthy = await _member(hub, "healthy")
         await _settled()
@@ -287,22 +258,16 @@ async def test_a_failing_flush_is_logged_and_later_flushes_still_run(
         await _settled()
         assert [f["data"] for f in _frames(healthy)[1:]] == ["one", "two"]
         assert "flushing" in caplog.text
-    finally:
-        await hub.close()
 
 
 async def test_a_buffer_reused_after_its_publish_returned_is_delivered_as_it_was() -> None:
-    hub = _hub()
-    await hub.start()
-    try:
+    async with _running() as hub:
         transport, _ = await _connection(hub, Mode.PLAIN, "r")
         buffer = bytearray(b"frame 1")
         await hub.publish("r", buffer)
         buffer[:] = b"frame 2"  # the application reuses its buffer at once
         await _settled()
         assert [f.payload for f in transport.written] == [b"frame 1"]
-    finally:
-        await hub.close()
 
 
 async def test_frames_handed_to_the_writer_stay_ahead_of_a_batch_once_the_socket_frees_up() -> None:
