@@ -21,9 +21,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.server import ServerProtocol
 
-from fanout.asgi.direct import FanoutWebSocketProtocol
+from fanout.asgi.direct import FanoutWebSocketProtocol, at_frame_start, frame_size_limit
 from fanout.asgi.http import FanoutHttpProtocol
 from tests.support.protocols import uvicorn_protocol
+from tests.support.rawclient import masked_frame
 
 ROOT = Path(__file__).parents[2]
 
@@ -119,3 +120,35 @@ def test_the_http_protocol_still_has_every_hook_fanout_overrides() -> None:
     assert changed == HTTP_METHODS
     proto: Any = uvicorn_protocol(FanoutHttpProtocol)
     assert [a for a in HTTP_ATTRIBUTES if not hasattr(proto, a)] == []
+
+
+def _open_server_protocol() -> ServerProtocol:
+    """websockets' server side after a completed handshake, fed by hand."""
+    protocol = ServerProtocol(max_size=1 << 20)
+    protocol.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    [request] = protocol.events_received()
+    protocol.send_response(protocol.accept(request))  # type: ignore[arg-type]
+    return protocol
+
+
+def test_websockets_parser_is_seen_waiting_for_a_frame_and_not_within_one() -> None:
+    # The direct transport reads simple frames itself only while websockets' parser
+    # waits for the first byte of a frame; this names a websockets whose parser moved.
+    protocol = _open_server_protocol()
+    assert at_frame_start(protocol)
+    frame = masked_frame(0x1, b"hello")
+    for cut in range(1, len(frame)):
+        protocol.receive_data(frame[:cut])
+        assert not at_frame_start(protocol), cut
+        protocol.receive_data(frame[cut:])
+        assert at_frame_start(protocol)
+    protocol.receive_data(bytes([0x01, 0x81]) + b"mask" + b"a")  # a first fragment
+    assert not at_frame_start(protocol)
+    protocol.receive_data(masked_frame(0x0, b"b"))  # its last one
+    assert at_frame_start(protocol)
+    protocol.receive_data(masked_frame(0x8, b"\x03\xe8"))  # a close: parsing stops
+    assert not at_frame_start(protocol)
+    assert frame_size_limit(protocol) == 1 << 20

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from types import GeneratorType
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
+from websockets.streams import StreamReader
 
+from fanout.asgi.simple_frames import take_simple_frames
 from fanout.core.lazy_event import LazyEvent
 from fanout.core.transport import WriteThroughWatcher
 from fanout.protocol.envelope import OutFrame
@@ -34,6 +37,37 @@ PARSE_SLICE = 4 * 1024
 # each frame of which would have to be parsed) is not read any more: the close timer
 # drops it.
 CLOSING_READ_LIMIT = 64 * 1024
+
+
+_PARSE = Protocol.parse.__code__
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def at_frame_start(conn: Protocol) -> bool:
+    """websockets' parser waits for the first byte of a frame: not within a frame or a
+    fragmented message, not discarding after a close. It then waits in the reader's
+    ``at_eof`` (with nothing buffered); anywhere else, or in a websockets whose parser
+    is built differently, this is False and every byte goes through websockets."""
+    # The server's parser reads the handshake, then delegates to Protocol.parse: follow
+    # the chain of ``yield from`` down to the generator that waits.
+    waiting = cast("GeneratorType[None, None, None]", conn.parser)
+    caller = None
+    while isinstance(waiting.gi_yieldfrom, GeneratorType):
+        caller, waiting = waiting, waiting.gi_yieldfrom
+    return (
+        waiting.gi_code is _AT_EOF
+        and caller is not None
+        and caller.gi_code is _PARSE
+        and conn.current_size is None
+    )
+
+
+def frame_size_limit(conn: Protocol) -> int | None:
+    """The largest frame websockets accepts at the start of a message."""
+    limit, fragment = conn.max_message_size, conn.max_fragment_size
+    if fragment is None:
+        return limit
+    return fragment if limit is None else min(limit, fragment)
 
 
 class DirectTransport:
@@ -257,7 +291,28 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._unparsed, self._unparsed_at = b"", 0
                 self.transport.pause_reading()
                 return
+        elif self.direct is not None and self.conn.state is State.OPEN:
+            conn = self.conn
+            if at_frame_start(conn):
+                messages, used = take_simple_frames(data, frame_size_limit(conn))
+                if messages:
+                    self._hand_over(messages)
+                    if used == len(data):
+                        return
+                    data = data[used:]
         super().data_received(data)
+
+    def _hand_over(self, messages: list[str | bytes]) -> None:
+        """Messages read without websockets' parser, to the app as uvicorn hands them."""
+        put = self.queue.put_nowait
+        for message in messages:
+            if isinstance(message, str):
+                put({"type": "websocket.receive", "text": message})
+            else:
+                put({"type": "websocket.receive", "bytes": message})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _parse_unparsed(self) -> None:
         self._parse_later = None

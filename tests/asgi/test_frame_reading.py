@@ -1,0 +1,86 @@
+"""Client frames however they arrive: cut anywhere across reads, mixed with control
+frames and fragments in one read, or broken after good ones. Simple frames are read
+without websockets' parser; everything else still goes through it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.support.rawclient import RawClient, close_code, masked_frame
+from tests.support.servers import running_hub
+from tests.support.wsclient import connect_v1, recv_json, subscribe
+
+
+def _publish(room: str, data: object, msg_id: str) -> bytes:
+    return json.dumps({"type": "publish", "room": room, "data": data, "id": msg_id}).encode()
+
+
+async def test_a_publish_cut_at_every_byte_across_reads_arrives_whole_and_in_order() -> None:
+    async with running_hub() as server, await connect_v1(server.ws) as reader:
+        await subscribe(reader, "cuts")
+        raw = await RawClient.open(server.ws)
+        size = len(masked_frame(0x1, _publish("cuts", "x", "x00")))
+        for cut in range(1, size):
+            frame = masked_frame(0x1, _publish("cuts", "x", f"x{cut:02}"))  # ids are unique
+            raw.send_raw(masked_frame(0x1, _publish("cuts", "before", f"b{cut}")) + frame[:cut])
+            await raw.writer.drain()
+            await asyncio.sleep(0.003)  # a read of its own on the server
+            raw.send_raw(frame[cut:] + masked_frame(0x1, _publish("cuts", cut, f"m{cut}")))
+            await raw.writer.drain()
+            assert [(await recv_json(reader))["data"] for _ in range(3)] == ["before", "x", cut]
+        raw.abort()
+
+
+async def test_publishes_with_a_ping_and_a_fragmented_message_in_one_read_keep_their_order() -> (
+    None
+):
+    async with running_hub() as server, await connect_v1(server.ws) as reader:
+        await subscribe(reader, "mixed")
+        raw = await RawClient.open(server.ws)
+        fragmented = _publish("mixed", "two", "b")
+        first_part = bytearray(masked_frame(0x1, fragmented[:10]))
+        first_part[0] &= 0x7F  # no FIN: a continuation follows
+        raw.send_raw(
+            masked_frame(0x1, _publish("mixed", "one", "a"))
+            + masked_frame(0x9, b"are you there")
+            + bytes(first_part)
+            + masked_frame(0x0, fragmented[10:])
+            + masked_frame(0x2, b"")  # an empty binary frame: an error, not a message
+            + masked_frame(0x1, _publish("mixed", "three", "c"))
+        )
+        assert [(await recv_json(reader))["data"] for _ in range(3)] == ["one", "two", "three"]
+        raw.abort()
+
+
+async def test_an_unmasked_frame_after_good_ones_closes_1002_once_they_are_delivered() -> None:
+    async with running_hub() as server, await connect_v1(server.ws) as reader:
+        await subscribe(reader, "r")
+        raw = await RawClient.open(server.ws)
+        payload = _publish("r", "bad", "u")
+        raw.send_raw(
+            masked_frame(0x1, _publish("r", 1, "g1"))
+            + masked_frame(0x1, _publish("r", 2, "g2"))
+            + bytes([0x81, len(payload)])
+            + payload
+        )
+        _, close = await raw.read_all()
+        assert close_code(close) == 1002
+        assert [(await recv_json(reader))["data"] for _ in range(2)] == [1, 2]
+        raw.abort()
+
+
+async def test_invalid_utf8_after_a_good_frame_in_one_read_closes_1007_after_delivering_it() -> (
+    None
+):
+    async with running_hub() as server, await connect_v1(server.ws) as reader:
+        await subscribe(reader, "r")
+        raw = await RawClient.open(server.ws)
+        raw.send_raw(
+            masked_frame(0x1, _publish("r", "fine", "ok"))
+            + masked_frame(0x1, b'{"type":"\xff\xfe"}')
+        )
+        _, close = await raw.read_all()
+        assert close_code(close) == 1007
+        assert (await recv_json(reader))["data"] == "fine"
+        raw.abort()
