@@ -98,6 +98,7 @@ from results_md import (
     provenance_lines,
     replace_section,
     tree_cpu_s,
+    user_cpu_s,
     wait_for_quiet,
 )
 
@@ -411,6 +412,7 @@ def children_on(cpus: tuple[int, ...]) -> Iterator[None]:
 class Mark:
     wall: float
     server_s: float  # the server's CPU seconds so far
+    server_user_s: float  # of which in user space (its own code, not the kernel's)
     ours_s: float  # this process and all below it (server, generators)
     busy_s: float  # the whole machine
     delivered: int
@@ -439,7 +441,14 @@ class CpuMeter:
             self.marks.append(self._mark(int(snapshot["delivered"])))
 
     def _mark(self, delivered: int) -> Mark:
-        return Mark(time.monotonic(), cpu_s(self.pid), tree_cpu_s(), busy_s(), delivered)
+        return Mark(
+            time.monotonic(),
+            cpu_s(self.pid),
+            user_cpu_s(self.pid),
+            tree_cpu_s(),
+            busy_s(),
+            delivered,
+        )
 
     def window(self) -> tuple[Mark, Mark]:
         """The first mark and the first one at which the deliveries stopped growing."""
@@ -467,6 +476,8 @@ class RunResult:
     window_deliveries: int
     server_cpu_s: float
     us_per_delivery: float
+    # The user-space part: the floor and fanout spend the same in the kernel per write.
+    user_us_per_delivery: float
     server_busy: float
     # The lab's: p50, p90, p99, p999, max, count.
     latency_ms: dict[str, float]
@@ -567,6 +578,11 @@ def run_one(
         window_deliveries=end.delivered,
         server_cpu_s=round(server_s, 4),
         us_per_delivery=round(1e6 * server_s / end.delivered, 3) if end.delivered else math.nan,
+        user_us_per_delivery=(
+            round(1e6 * (end.server_user_s - start.server_user_s) / end.delivered, 3)
+            if end.delivered
+            else math.nan
+        ),
         server_busy=round(sum(s["cpu_percent"] for s in sending) / 100 / max(1, len(sending)), 3),
         latency_ms=latency,
         lost=totals["lost"],
@@ -714,15 +730,16 @@ def write_results(path: Path, report: dict[str, Any], results: list[RunResult]) 
         " the project's target is about 0.33).",
         "",
         "| server | clients | size | subs | msg/s | deliveries/s (offered) | CPU us/delivery"
-        " | server busy | p50 ms | p99 ms | delivered / expected | lost | dup | vs article |",
-        "| --- | --- |" + " ---: |" * 12,
+        " | of it user space | server busy | p50 ms | p99 ms | delivered / expected | lost | dup"
+        " | vs article |",
+        "| --- | --- |" + " ---: |" * 13,
     ]
     for (size, subs, rate, _), runs in groups.items():
         r = median_run(runs)
         lines.append(
             f"| {r.target} | {r.mode} | {format_size(size)} | {subs} | {rate:g} "
             f"| {r.deliveries_per_s:,.0f} ({r.offered_deliveries_per_s:,.0f}) "
-            f"| {cost_cell(runs)} "
+            f"| {cost_cell(runs)} | {r.user_us_per_delivery:.2f} "
             f"| {r.server_busy:.0%} | {r.latency_ms['p50']:,.2f} | {r.latency_ms['p99']:,.2f} "
             f"| {completeness(runs)} | {sum(x.lost for x in runs)} | {sum(x.dups for x in runs)} "
             f"| {_ratio(groups, r)} |"
@@ -873,7 +890,9 @@ METHOD = [
     " progress reports: from the moment every client is connected to the first report"
     " (every 0.5 s) at which the subscribers had everything they got, divided by the"
     " deliveries counted at that report; the receive and parse of each publish, and the"
-    " publisher's echo or ack, are included. 'server busy' is the lab's server samples'"
+    " publisher's echo or ack, are included. 'of it user space' is the median run's user"
+    " time per delivery: the server's own code and the event loop, without the kernel's"
+    " sockets (where the servers' writes cost the same). 'server busy' is the lab's server samples'"
     " mean CPU while sending. Over loopback, the kernel time of each write also carries"
     " the receiving side's TCP processing and the wake-up of the reader, which a real"
     " network would move to other machines: the floor row shows how much that is. Every"

@@ -190,6 +190,15 @@ def cpu_s(pid: int) -> float:
     return float(t.user + t.system)
 
 
+def user_cpu_s(pid: int) -> float:
+    """User-space CPU seconds of a process so far (0 once it is gone): the part of
+    ``cpu_s`` that is the server's own code, not the kernel's sockets."""
+    try:
+        return float(psutil.Process(pid).cpu_times().user)
+    except psutil.Error:
+        return 0.0
+
+
 def tree_cpu_s() -> float:
     """CPU seconds of this process and every process below it (servers, generators)."""
     me = psutil.Process()
