@@ -6,8 +6,10 @@ event loop, but each socket's ``write``/``writelines`` is ``list.append``/``list
 ``floor`` line is the least such a loop can do, one C call per recipient; fanout's
 overhead is the difference. The last lines are the other half: one publish as a client
 frame takes it, from the session's ``receive`` to the ack (or, plain, the publish),
-with the publisher the room's only member. ``bench/fanout_vs_article.py`` measures the real thing,
-kernel included; this one is steady to a few nanoseconds, for comparing code changes.
+with the publisher the room's only member; and before that, reading the client's frame
+(websockets' parser, as uvicorn drives it, against ``take_simple_frames``).
+``bench/fanout_vs_article.py`` measures the real thing, kernel included; this one is
+steady to a few nanoseconds, for comparing code changes.
 
     .venv/bin/python bench/hotpath.py [--subscribers 100] [--messages 20000]
 """
@@ -20,8 +22,10 @@ import time
 from typing import Any, cast
 
 import orjson
+from websockets.server import ServerProtocol
 
 from fanout.asgi.direct import DirectTransport, FanoutWebSocketProtocol
+from fanout.asgi.simple_frames import take_simple_frames
 from fanout.asgi.wiring import wire
 from fanout.core.connection import Mode
 from fanout.core.consumer import ConnectionInfo, Consumer
@@ -132,6 +136,39 @@ async def publish_ns(mode: Mode, messages: int) -> float:
     return elapsed / messages
 
 
+def _client_frame(payload: bytes) -> bytes:
+    """A masked text frame as a client sends it (a zero mask: the unmask still runs)."""
+    return bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2, "big") + bytes(4) + payload
+
+
+def read_ns(simple: bool, messages: int) -> float:
+    """Nanoseconds per received frame of a 200-byte v1 publish, to the message uvicorn
+    hands the app: through websockets' parser and events, or ``take_simple_frames``."""
+    publish = orjson.dumps({"type": "publish", "room": "bench", "data": "x" * 200, "id": "1"})
+    frame = _client_frame(publish)
+    handed: list[dict[str, Any]] = []
+    if simple:
+        start = time.perf_counter_ns()
+        for _ in range(messages):
+            taken, _used = take_simple_frames(frame, 1 << 20)
+            for message in taken:
+                handed.append({"type": "websocket.receive", "text": message})
+        return (time.perf_counter_ns() - start) / messages
+    conn = ServerProtocol(max_size=1 << 20)
+    conn.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    [request] = conn.events_received()
+    conn.send_response(conn.accept(request))  # type: ignore[arg-type]
+    start = time.perf_counter_ns()
+    for _ in range(messages):
+        conn.receive_data(frame)
+        for event in conn.events_received():
+            handed.append({"type": "websocket.receive", "text": event.data.decode()})  # type: ignore[union-attr]
+    return (time.perf_counter_ns() - start) / messages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--subscribers", type=int, default=100)
@@ -153,6 +190,10 @@ def main() -> None:
     ):
         ns = best(lambda mode=mode, batch=batch: fanout_ns(mode, n, m, batch))
         print(f"  {label}  {ns:7.1f}  (+{ns - floor:.1f} over the floor)")
+    print(f"ns per received 200-byte publish frame (best of {args.rounds}):")
+    for label, simple in (("websockets' parser", False), ("take_simple_frames", True)):
+        ns = min(read_ns(simple, m) for _ in range(args.rounds))
+        print(f"  {label:<31}  {ns:7.1f}")
     print(f"ns per publish through the session, 1 member (best of {args.rounds}):")
     for label, mode in (("fanout.v1, with id (acked)", Mode.V1), ("plain", Mode.PLAIN)):
         ns = best(lambda mode=mode: publish_ns(mode, m // 4))

@@ -61,17 +61,20 @@ async def test_a_v1_client_over_its_frame_rate_gets_rate_limited_errors_naming_i
 ):
     settings = Settings(rate_frames_per_s=50, rate_limit_grace_s=30)
     async with running_hub(settings) as server, await connect_v1(server.ws) as ws:
-        for i in range(80):
+        started = time.monotonic()
+        for i in range(150):
             await send_json(ws, _publish("r", i))
-        answers = await _answers(ws, 80)
+        answers = await _answers(ws, 150)
+        elapsed = time.monotonic() - started
         # One answer per publish, in the order of the publishes, ack or error.
-        assert [a["id"] for a in answers] == [f"p{i}" for i in range(80)]
+        assert [a["id"] for a in answers] == [f"p{i}" for i in range(150)]
         kinds = [a["type"] if a["type"] == "ack" else a["code"] for a in answers]
         assert set(kinds) == {"ack", "rate_limited"}
-        # The 1 s burst (50 frames) passes; the rest, sent within a fraction of a
-        # second, mostly does not (a few tokens come back while they are sent).
+        # The 1 s burst (50 frames) passes; of the rest, only as many as the tokens
+        # that came back while they were sent (50/s: a busy machine sends slower).
         assert kinds[:50] == ["ack"] * 50
-        assert kinds.count("rate_limited") >= 20
+        refusals = kinds.count("rate_limited")
+        assert refusals >= 100 - 50 * elapsed - 1
         refused = next(a for a in answers if a["type"] == "error")
         assert "50 frames/s" in refused["reason"]
         # Acked publishes got consecutive offsets: the refused ones were not stored.
@@ -82,7 +85,7 @@ async def test_a_v1_client_over_its_frame_rate_gets_rate_limited_errors_naming_i
         assert (await recv_json(ws))["code"] == "rate_limited"
         await asyncio.sleep(0.2)  # 10 tokens back
         await subscribe(ws, "r")
-        assert server.hub.counters["rate_limited"] >= 21
+        assert server.hub.counters["rate_limited"] == refusals + 1
         assert server.hub.counters["rate_limit_closes"] == 0
 
 
