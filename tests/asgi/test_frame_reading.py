@@ -5,7 +5,11 @@ without websockets' parser; everything else still goes through it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+
+from websockets.asyncio.client import ClientConnection
 
 from tests.support.rawclient import RawClient, close_code, masked_frame
 from tests.support.servers import running_hub
@@ -16,10 +20,20 @@ def _publish(room: str, data: object, msg_id: str) -> bytes:
     return json.dumps({"type": "publish", "room": room, "data": data, "id": msg_id}).encode()
 
 
-async def test_a_publish_cut_at_every_byte_across_reads_arrives_whole_and_in_order() -> None:
+@contextlib.asynccontextmanager
+async def _raw_publisher(room: str) -> AsyncIterator[tuple[RawClient, ClientConnection]]:
+    """A raw v1 client to send frames as bytes, and a reader subscribed to ``room``."""
     async with running_hub() as server, await connect_v1(server.ws) as reader:
-        await subscribe(reader, "cuts")
+        await subscribe(reader, room)
         raw = await RawClient.open(server.ws)
+        try:
+            yield raw, reader
+        finally:
+            raw.abort()
+
+
+async def test_a_publish_cut_at_every_byte_across_reads_arrives_whole_and_in_order() -> None:
+    async with _raw_publisher("cuts") as (raw, reader):
         size = len(masked_frame(0x1, _publish("cuts", "x", "x00")))
         for cut in range(1, size):
             frame = masked_frame(0x1, _publish("cuts", "x", f"x{cut:02}"))  # ids are unique
@@ -29,15 +43,12 @@ async def test_a_publish_cut_at_every_byte_across_reads_arrives_whole_and_in_ord
             raw.send_raw(frame[cut:] + masked_frame(0x1, _publish("cuts", cut, f"m{cut}")))
             await raw.writer.drain()
             assert [(await recv_json(reader))["data"] for _ in range(3)] == ["before", "x", cut]
-        raw.abort()
 
 
 async def test_publishes_with_a_ping_and_a_fragmented_message_in_one_read_keep_their_order() -> (
     None
 ):
-    async with running_hub() as server, await connect_v1(server.ws) as reader:
-        await subscribe(reader, "mixed")
-        raw = await RawClient.open(server.ws)
+    async with _raw_publisher("mixed") as (raw, reader):
         fragmented = _publish("mixed", "two", "b")
         first_part = bytearray(masked_frame(0x1, fragmented[:10]))
         first_part[0] &= 0x7F  # no FIN: a continuation follows
@@ -50,13 +61,10 @@ async def test_publishes_with_a_ping_and_a_fragmented_message_in_one_read_keep_t
             + masked_frame(0x1, _publish("mixed", "three", "c"))
         )
         assert [(await recv_json(reader))["data"] for _ in range(3)] == ["one", "two", "three"]
-        raw.abort()
 
 
 async def test_an_unmasked_frame_after_good_ones_closes_1002_once_they_are_delivered() -> None:
-    async with running_hub() as server, await connect_v1(server.ws) as reader:
-        await subscribe(reader, "r")
-        raw = await RawClient.open(server.ws)
+    async with _raw_publisher("r") as (raw, reader):
         payload = _publish("r", "bad", "u")
         raw.send_raw(
             masked_frame(0x1, _publish("r", 1, "g1"))
@@ -67,15 +75,12 @@ async def test_an_unmasked_frame_after_good_ones_closes_1002_once_they_are_deliv
         _, close = await raw.read_all()
         assert close_code(close) == 1002
         assert [(await recv_json(reader))["data"] for _ in range(2)] == [1, 2]
-        raw.abort()
 
 
 async def test_invalid_utf8_after_a_good_frame_in_one_read_closes_1007_after_delivering_it() -> (
     None
 ):
-    async with running_hub() as server, await connect_v1(server.ws) as reader:
-        await subscribe(reader, "r")
-        raw = await RawClient.open(server.ws)
+    async with _raw_publisher("r") as (raw, reader):
         raw.send_raw(
             masked_frame(0x1, _publish("r", "fine", "ok"))
             + masked_frame(0x1, b'{"type":"\xff\xfe"}')
@@ -83,4 +88,3 @@ async def test_invalid_utf8_after_a_good_frame_in_one_read_closes_1007_after_del
         _, close = await raw.read_all()
         assert close_code(close) == 1007
         assert (await recv_json(reader))["data"] == "fine"
-        raw.abort()

@@ -122,22 +122,17 @@ def test_the_http_protocol_still_has_every_hook_fanout_overrides() -> None:
     assert [a for a in HTTP_ATTRIBUTES if not hasattr(proto, a)] == []
 
 
-def _open_server_protocol() -> ServerProtocol:
-    """websockets' server side after a completed handshake, fed by hand."""
-    protocol = ServerProtocol(max_size=1 << 20)
+def test_websockets_parser_is_seen_waiting_for_a_frame_and_not_within_one() -> None:
+    # The direct transport reads simple frames itself only while websockets' parser
+    # waits for the first byte of a frame; this names a websockets whose parser moved.
+    protocol = ServerProtocol(max_size=1 << 20)  # its handshake, then frames
+    assert not at_frame_start(protocol)
     protocol.receive_data(
         b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     [request] = protocol.events_received()
     protocol.send_response(protocol.accept(request))  # type: ignore[arg-type]
-    return protocol
-
-
-def test_websockets_parser_is_seen_waiting_for_a_frame_and_not_within_one() -> None:
-    # The direct transport reads simple frames itself only while websockets' parser
-    # waits for the first byte of a frame; this names a websockets whose parser moved.
-    protocol = _open_server_protocol()
     assert at_frame_start(protocol)
     frame = masked_frame(0x1, b"hello")
     for cut in range(1, len(frame)):
