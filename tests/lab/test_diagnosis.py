@@ -101,6 +101,7 @@ def samples(
     rss: Callable[[float], float] = lambda t: 52 * MIB,
     slow_q: Callable[[float], float] = lambda t: 0,
     stable_q: Callable[[float], float] = lambda t: 0,
+    machine: Callable[[float], float] = lambda t: 50.0,
     until: float = 15.0,
 ) -> list[dict[str, Any]]:
     """Server samples every 0.25 s."""
@@ -112,6 +113,7 @@ def samples(
             {
                 "t": t,
                 "cpu_percent": cpu(t),
+                "machine_cpu_percent": machine(t),
                 "rss_bytes": int(rss(t)),
                 "connections": 51,
                 "send_q_total": sum(by_kind.values()),
@@ -545,6 +547,43 @@ def test_a_server_short_of_cpu_on_a_shared_machine_is_still_named_when_its_queue
         "the server fell behind on its CPU, delivering 896 of the 1,600 messages/s offered;"
     )
     assert "short of CPU" in cpu["summary"]
+
+
+def _starved(machine: float) -> Doc:
+    """A server never past 60 % of a core, falling behind with its latency growing."""
+    doc = run_doc(receivers=4, rate=400.0)
+    doc["server"] = server(cpu=lambda t: 57.0, machine=lambda t: machine)
+    doc["config"]["duration_s"] = 3.0
+    doc["timeline"] = ticks(lambda t: 450.0, p50=lambda t: 150 + 500 * t, until=4.0)
+    doc["totals"].update(sent=1_200, expected=4_800, delivered=1_815, lost=2_985)
+    doc["totals"].update(lost_stuck=2_985, deliveries_per_s=450.0)
+    return doc
+
+
+def test_a_server_held_below_a_core_by_a_busy_machine_is_named_short_of_cpu() -> None:
+    cpu = the(diagnose(_starved(machine=97.0)), "server_cpu")
+    assert cpu["severity"] == "break"
+    assert (
+        "while the machine's CPUs were 97 % busy: the machine was short of CPU" in (cpu["summary"])
+    )
+    assert cpu["evidence"]["machine_cpu_percent"] == 97.0
+    assert cpu["evidence"]["max_cpu_percent"] == 57.0
+
+
+def test_a_server_below_a_core_on_a_machine_with_cpu_to_spare_is_not_blamed_on_cpu() -> None:
+    assert "server_cpu" not in causes(diagnose(_starved(machine=40.0)))
+
+
+def test_a_sample_taken_partly_before_sending_does_not_lower_a_saturated_servers_mean() -> None:
+    doc = run_doc(receivers=50, rate=1000.0)
+    doc["server"] = server(cpu=lambda t: 97.0)
+    doc["timeline"] = ticks(lambda t: 31_000.0 if t <= 10.1 else 0.0)
+    lose(doc, stuck=190_000)
+    early = {**doc["server"]["samples"][0], "t": 0.1, "cpu_percent": 0.0}
+    doc["server"]["samples"].insert(0, early)  # over 0.15 s before sending and 0.1 s of it
+    cpu = the(diagnose(doc), "server_cpu")
+    assert cpu["evidence"]["samples"] == 40  # 0.25 s to 10 s: each one's step all sending
+    assert cpu["evidence"]["mean_cpu_percent"] == 97.0
 
 
 def test_a_half_busy_server_whose_latency_holds_steady_is_not_called_short_of_cpu() -> None:

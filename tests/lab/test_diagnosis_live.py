@@ -56,7 +56,10 @@ def test_a_message_over_the_articles_size_limit_is_named_with_1009() -> None:
 def test_a_cpu_burning_handler_is_named_server_cpu_saturation() -> None:
     doc = run(faulty_config("--burn-cpu-ms", "5", count=None, rate=400.0, duration_s=3.0))
     cpu = verdict(doc, "server_cpu")
-    assert cpu["evidence"]["mean_cpu_percent"] > 80
+    # 400 messages/s at 5 ms each is two cores of work: it falls behind, whatever share
+    # of a core this (virtual) machine gives it (seen from 77 % to 100 % on average).
+    assert cpu["severity"] == "break"
+    assert cpu["evidence"]["mean_cpu_percent"] > 50
 
 
 def test_a_leaking_handler_is_named_memory_growth() -> None:

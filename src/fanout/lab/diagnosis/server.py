@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from fanout.lab import fmt
 from fanout.lab.diagnosis._run import Run
 from fanout.lab.diagnosis._values import mean, median, num, num0
 from fanout.lab.diagnosis._words import plural
-from fanout.lab.document import Cause, Severity, Verdict
+from fanout.lab.document import Cause, JSONObject, Severity, Verdict
 
 #: A sample at or above this share of one core counts as the server being busy.
 CPU_BUSY_PERCENT = 90.0
@@ -15,6 +17,9 @@ CPU_BUSY_SHARE = 0.5
 #: Short of that, a server averaging this much (and peaking over CPU_BUSY_PERCENT) that
 #: fell behind with its latency growing was short of CPU: the machine was shared.
 CPU_STRAINED_MEAN_PERCENT = 50.0
+#: ... or, whatever its peak, a server averaging that much while the whole machine was
+#: this busy (median, % of all cores: steal time included) was short of CPU too.
+MACHINE_BUSY_PERCENT = 90.0
 #: Delivering (or sending) below this share of what was offered is falling behind.
 BEHIND_SHARE = 0.9
 #: Latency "grows" when the last third's median p50 is this many times the first third's
@@ -39,20 +44,29 @@ def latency_growth(run: Run) -> tuple[float, float] | None:
     return None
 
 
+def _sample_step(samples: list[JSONObject]) -> float:
+    """The time between samples (median), 0 with fewer than two."""
+    times = [num0(s.get("t")) for s in samples]
+    return median([b - a for a, b in pairwise(times)]) or 0.0
+
+
 def server_cpu(run: Run) -> Verdict | None:
-    cpus = [
-        cpu
-        for sample in run.samples
-        if run.sending(num0(sample.get("t")))
-        and (cpu := num(sample.get("cpu_percent"))) is not None
-    ]
+    # A sample's CPU is over the step before it: the first one after the start of
+    # sending is partly idle time, and would lower the mean of a saturated server.
+    step = _sample_step(run.samples)
+    sending = [s for s in run.samples if run.sending(t := num0(s.get("t"))) and t >= step]
+    cpus = [cpu for s in sending if (cpu := num(s.get("cpu_percent"))) is not None]
     if len(cpus) < 2:
         return None
     busy_share = sum(1 for cpu in cpus if cpu >= CPU_BUSY_PERCENT) / len(cpus)
     cpu_mean, cpu_max = mean(cpus) or 0.0, max(cpus)
+    machine = median([m for s in sending if (m := num(s.get("machine_cpu_percent"))) is not None])
+    machine_busy = machine is not None and machine >= MACHINE_BUSY_PERCENT
     saturated = busy_share >= CPU_BUSY_SHARE
     # Short of a full core on a machine others were using: busy, behind, queue building.
-    strained = cpu_mean >= CPU_STRAINED_MEAN_PERCENT and cpu_max >= CPU_BUSY_PERCENT
+    strained = cpu_mean >= CPU_STRAINED_MEAN_PERCENT and (
+        cpu_max >= CPU_BUSY_PERCENT or machine_busy
+    )
     if not saturated and not strained:
         return None
     offered, achieved = run.offered_deliveries_per_s, run.achieved_deliveries_per_s
@@ -99,6 +113,12 @@ def server_cpu(run: Run) -> Verdict | None:
             f" {fmt.short_pct(cpu_max)}) for {fmt.short_pct(100 * busy_share)}"
             f" of the sending period{outcome}"
         )
+    elif machine_busy and machine is not None:
+        summary = (
+            f"the server fell behind on its CPU{outcome}; it averaged"
+            f" {fmt.short_pct(cpu_mean)} of a core (peak {fmt.short_pct(cpu_max)}) while the"
+            f" machine's CPUs were {fmt.short_pct(machine)} busy: the machine was short of CPU"
+        )
     else:
         summary = (
             f"the server fell behind on its CPU{outcome}; it averaged"
@@ -115,6 +135,7 @@ def server_cpu(run: Run) -> Verdict | None:
             "busy_share": round(busy_share, 3),
             "saturated": saturated,
             "samples": len(cpus),
+            "machine_cpu_percent": machine,
             "machine_cpus": num(run.machine.get("cpus")),
             "offered_deliveries_per_s": offered,
             "achieved_deliveries_per_s": achieved,

@@ -63,6 +63,7 @@ class Observer:
         self._thread: threading.Thread | None = None
         self._root: Any = None  # psutil.Process of the server
         self._procs: dict[int, Any] = {}  # pid -> psutil.Process, keeps cpu_percent baselines
+        self._machine = machine_cpu_seconds()  # (busy, total) at the previous sample
         self._exited = False
         self._error: str | None = None
         self._metrics_before: str | None = None
@@ -211,6 +212,12 @@ class Observer:
             self._exited = True
             return
         cpu_percent, rss_bytes = usage
+        busy, total = machine_cpu_seconds()
+        last_busy, last_total = self._machine
+        self._machine = (busy, total)
+        machine_percent = (
+            100 * (busy - last_busy) / (total - last_total) if total > last_total else 0.0
+        )
         queues = queues_on_port(self._port)
         with self._lock:
             kinds = self._port_kinds  # replaced whole, never mutated in place
@@ -222,6 +229,7 @@ class Observer:
         recv = [queue.recv_q for queue in queues]
         sample: Sample = {
             "cpu_percent": round(cpu_percent, 1),
+            "machine_cpu_percent": round(machine_percent, 1),
             "rss_bytes": rss_bytes,
             "connections": len(queues),
             "send_q_total": sum(send),
@@ -262,3 +270,12 @@ class Observer:
             alive[proc.pid] = known
         self._procs = alive
         return cpu, rss
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores together. Busy is
+    all but idle and I/O wait; a virtual machine's steal time counts as busy: the
+    hypervisor ran something else on that core."""
+    times = psutil.cpu_times()
+    total = float(sum(times))
+    return total - times.idle - float(getattr(times, "iowait", 0.0)), total
