@@ -92,13 +92,12 @@ from results_md import (
     OTHER_LOAD_FLAG,
     ROOT,
     busy_s,
-    cpu_s,
     finished_at,
     provenance,
     provenance_lines,
     replace_section,
     tree_cpu_s,
-    user_cpu_s,
+    user_system_s,
     wait_for_quiet,
 )
 
@@ -441,14 +440,8 @@ class CpuMeter:
             self.marks.append(self._mark(int(snapshot["delivered"])))
 
     def _mark(self, delivered: int) -> Mark:
-        return Mark(
-            time.monotonic(),
-            cpu_s(self.pid),
-            user_cpu_s(self.pid),
-            tree_cpu_s(),
-            busy_s(),
-            delivered,
-        )
+        user, system = user_system_s(self.pid)  # one read for both
+        return Mark(time.monotonic(), user + system, user, tree_cpu_s(), busy_s(), delivered)
 
     def window(self) -> tuple[Mark, Mark]:
         """The first mark and the first one at which the deliveries stopped growing."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from fanout.lab.observe.sampler import machine_cpu_seconds
 from fanout.lab.results import machine, versions
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -177,26 +178,22 @@ def git_dirty() -> bool:
 
 def busy_s() -> float:
     """CPU seconds the whole machine has been busy (all cores, idle and iowait excluded)."""
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+    return machine_cpu_seconds()[0]
+
+
+def user_system_s(pid: int) -> tuple[float, float]:
+    """User-space and kernel CPU seconds of a process so far (0s once it is gone): the
+    first is the server's own code, the second mostly the kernel's sockets."""
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0, 0.0
+    return float(t.user), float(t.system)
 
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 once it is gone)."""
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(t.user + t.system)
-
-
-def user_cpu_s(pid: int) -> float:
-    """User-space CPU seconds of a process so far (0 once it is gone): the part of
-    ``cpu_s`` that is the server's own code, not the kernel's sockets."""
-    try:
-        return float(psutil.Process(pid).cpu_times().user)
-    except psutil.Error:
-        return 0.0
+    return sum(user_system_s(pid))
 
 
 def tree_cpu_s() -> float:
