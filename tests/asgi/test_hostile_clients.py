@@ -204,7 +204,10 @@ async def test_a_plain_client_over_its_frame_rate_is_paced_and_every_frame_arriv
                 took = time.monotonic() - started
                 await ws.send("still here")
                 assert (await recv_json(watcher))["data"] == "still here"
+                # The article's behaviour: the sender gets its own, all of them.
+                echoed = [await asyncio.wait_for(ws.recv(), 5) for _ in range(101)]
             assert got == [f"frame {i}" for i in range(100)]
+            assert echoed == [*got, "still here"]
             assert took >= 0.9  # 50 at once (a second's tokens), then 50 per second
         assert server.hub.counters["rate_limit_closes"] == 0
         assert server.hub.counters["paced"] >= 50
