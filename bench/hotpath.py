@@ -7,7 +7,8 @@ event loop, but each socket's ``write``/``writelines`` is ``list.append``/``list
 overhead is the difference. The last lines are the other half: one publish as a client
 frame takes it, from the session's ``receive`` to the ack (or, plain, the publish),
 with the publisher the room's only member; and before that, reading the client's frame
-(websockets' parser, as uvicorn drives it, against ``take_simple_frames``).
+(websockets' parser, as uvicorn drives it, against ``take_simple_frames``). Last, how
+many of fanout's Python frames that publish enters, and in which functions.
 ``bench/fanout_vs_article.py`` measures the real thing, kernel included; this one is
 steady to a few nanoseconds, for comparing code changes.
 
@@ -18,7 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import sys
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from types import FrameType
 from typing import Any, cast
 
 import orjson
@@ -104,8 +111,12 @@ async def floor_ns(subscribers: int, messages: int) -> float:
     return (time.perf_counter_ns() - start) / (messages * subscribers)
 
 
-async def publish_ns(mode: Mode, messages: int) -> float:
-    """Nanoseconds per publish through ``Session.receive``, to the memory broker."""
+@contextlib.asynccontextmanager
+async def _publisher(
+    mode: Mode, messages: int
+) -> AsyncIterator[tuple[Session, list[str], list[bytes]]]:
+    """A session on the memory broker whose connection is the room's only member, the
+    frames of ``messages`` publishes, and the list its socket writes land in."""
     wiring = wire(Settings(rate_frames_per_s=0, rate_bytes_per_s=0))
     hub = wiring.hub
     await hub.start()
@@ -125,16 +136,51 @@ async def publish_ns(mode: Mode, messages: int) -> float:
     else:
         frames = ["x" * 200] * messages
     await asyncio.sleep(0)
-    start = time.perf_counter_ns()
+    try:
+        yield session, frames, out
+    finally:
+        session.end()
+        conn.mark_closed()
+        await hub.close()
+
+
+async def _publish_all(session: Session, frames: list[str], out: list[bytes]) -> None:
     for frame in frames:
         await session.receive(frame, None)
         await asyncio.sleep(0)  # the pipeline's task and the flush, as in a loop turn
         out.clear()
-    elapsed = time.perf_counter_ns() - start
-    session.end()
-    conn.mark_closed()
-    await hub.close()
-    return elapsed / messages
+
+
+async def publish_ns(mode: Mode, messages: int) -> float:
+    """Nanoseconds per publish through ``Session.receive``, to the memory broker."""
+    async with _publisher(mode, messages) as (session, frames, out):
+        start = time.perf_counter_ns()
+        await _publish_all(session, frames, out)
+        return (time.perf_counter_ns() - start) / messages
+
+
+async def frames_per_publish(mode: Mode, messages: int) -> Counter[str]:
+    """fanout's own Python frames entered (calls and coroutine resumptions) per
+    publish, by function, as a profile hook counts them after a warm-up: how much of
+    fanout's code a publish runs. In the server each publish usually comes alone, to
+    caches other work has cooled, so what it costs there grows with this
+    (bench/RESULTS.md). asyncio's and this script's frames are not counted."""
+    package = f"{os.sep}fanout{os.sep}"
+    async with _publisher(mode, 2 * messages) as (session, frames, out):
+        await _publish_all(session, frames[:messages], out)
+        counts: Counter[str] = Counter()
+
+        def count(frame: FrameType, event: str, _arg: object) -> None:
+            code = frame.f_code
+            if event == "call" and package in code.co_filename:
+                counts[f"{code.co_filename.rpartition(package)[2]}:{code.co_name}"] += 1
+
+        sys.setprofile(count)
+        try:
+            await _publish_all(session, frames[messages:], out)
+        finally:
+            sys.setprofile(None)
+    return counts
 
 
 def _client_frame(payload: bytes) -> bytes:
@@ -193,6 +239,11 @@ def main() -> None:
     for label, mode in (("fanout.v1, with id (acked)", Mode.V1), ("plain", Mode.PLAIN)):
         ns = best(lambda mode=mode: publish_ns(mode, m // 4))
         print(f"  {label:<31}  {ns:7.1f}")
+    print("fanout's Python frames entered per publish, same path (deterministic):")
+    for label, mode in (("fanout.v1, with id (acked)", Mode.V1), ("plain", Mode.PLAIN)):
+        counts = asyncio.run(frames_per_publish(mode, 1000))
+        top = ", ".join(f"{name} {n / 1000:g}" for name, n in counts.most_common(4))
+        print(f"  {label:<31}  {counts.total() / 1000:7.1f}  (most: {top})")
 
 
 if __name__ == "__main__":
