@@ -30,6 +30,7 @@ from fanout.lab.observe import (
     scrape,
     tail,
 )
+from fanout.lab.observe.sampler import machine_cpu_seconds
 from tests.support.servers import free_port
 
 SAMPLE_KEYS = {
@@ -595,3 +596,16 @@ def test_metrics_urls_off_this_machine_are_refused(url: str) -> None:
         scrape(url)
     with pytest.raises(ValueError, match="metrics URL must"):
         Observer(ServerProcess.attach(os.getpid()), 1, metrics_url=url)
+
+
+def test_the_machines_busy_time_counts_a_guests_time_once_and_steal_as_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Linux's guest and guest_nice are already inside user and nice.
+    times = type(psutil.cpu_times())
+    fields = dict.fromkeys(times._fields, 0.0)
+    fields.update(user=30.0, nice=5.0, system=10.0, idle=40.0, iowait=5.0, steal=10.0)
+    fields.update({k: v for k, v in (("guest", 20.0), ("guest_nice", 5.0)) if k in fields})
+    monkeypatch.setattr(psutil, "cpu_times", lambda: times(**fields))
+    busy, total = machine_cpu_seconds()
+    assert (busy, total) == (55.0, 100.0)

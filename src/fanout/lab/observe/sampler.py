@@ -275,7 +275,9 @@ class Observer:
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, all cores together. Busy is
     all but idle and I/O wait; a virtual machine's steal time counts as busy: the
-    hypervisor ran something else on that core."""
+    hypervisor ran something else on that core. Linux counts a guest's time in user
+    and nice too: counted once."""
     times = psutil.cpu_times()
-    total = float(sum(times))
+    guests = float(getattr(times, "guest", 0.0)) + float(getattr(times, "guest_nice", 0.0))
+    total = float(sum(times)) - guests
     return total - times.idle - float(getattr(times, "iowait", 0.0)), total
