@@ -288,3 +288,41 @@ async def test_frames_handed_to_the_writer_stay_ahead_of_a_batch_once_the_socket
     await _settled()
     assert [f.as_text for f in transport.written] == ["queued first", "batch"]
     conn.mark_closed()
+
+
+@pytest.mark.parametrize("mode", [Mode.PLAIN, Mode.V1])
+async def test_a_member_whose_writer_holds_frames_gets_the_next_batch_after_them_then_direct(
+    mode: Mode,
+) -> None:
+    async with _running() as hub:
+        transport = FakeTransport(ready=False)  # the peer is not reading yet
+        conn = hub.connect(transport, mode=mode, client="127.0.0.1:1")
+        await hub.subscribe(conn, "r")
+        await hub.publish("r", "first")
+        await _settled()  # the writer task holds "first", waiting for the socket
+        conn.write_through = transport.release()  # the socket takes data again
+        await hub.publish("r", "second")  # flushed in the turn the writer wakes up in
+        await _settled()
+        writes = transport.writes
+        await hub.publish("r", "third")  # the writer is done: straight through
+        await _settled()
+        assert transport.writes == writes + 1
+
+        def data(frame: OutFrame) -> Any:
+            return frame.as_text if mode is Mode.PLAIN else orjson.loads(frame.as_text)["data"]
+
+        messages = [f for f in transport.written if mode is Mode.PLAIN or b'"message"' in f.wire]
+        assert [data(f) for f in messages] == ["first", "second", "third"]
+
+
+async def test_a_closing_member_is_not_written_to_by_the_rooms_it_was_in() -> None:
+    async with _running() as hub:
+        plain, plain_conn = await _connection(hub, Mode.PLAIN, "r")
+        v1, v1_conn = await _connection(hub, Mode.V1, "r")
+        await _settled()
+        written = len(plain.written), len(v1.written)
+        plain_conn.close(CloseCode.NORMAL)
+        v1_conn.close(CloseCode.NORMAL)
+        await hub.publish("r", "after the close")
+        await _settled()
+        assert (len(plain.written), len(v1.written)) == written

@@ -55,6 +55,7 @@ class Connection:
         "_on_closed",
         "_on_closing",
         "_outbox",
+        "_socket_write",
         "_transport",
         "_wake",
         "_writer",
@@ -65,6 +66,7 @@ class Connection:
         "close_timeout_s",
         "closed",
         "dropped",
+        "fast_write",
         "id",
         "info",
         "jti",
@@ -72,7 +74,6 @@ class Connection:
         "state",
         "subscriptions",
         "user",
-        "write_through",
     )
 
     def __init__(
@@ -122,8 +123,13 @@ class Connection:
         self._on_closing = on_closing
         self._on_closed = on_closed
         # The socket's own write while it takes data, else None: the transport keeps it
-        # current (Transport.watch); fan-out reads it here, once per recipient.
-        self.write_through: Callable[[bytes], None] | None = None
+        # current (Transport.watch, through the write_through property).
+        self._socket_write: Callable[[bytes], None] | None = None
+        # That write while nothing of this connection's waits either (open, no frames
+        # queued, no writer task at work), else None: what fan-out reads, once per
+        # recipient, to write a shared frame straight through (LocalRoom.flush). Kept
+        # current at every change of what it depends on (_sync_fast_write).
+        self.fast_write: Callable[[bytes], None] | None = None
         transport.watch(self)
         # Hands this connection the room messages still waiting for the flush, before a
         # frame of its own: a publisher's message comes before its ack.
@@ -131,6 +137,19 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection #{self.id} {self.mode.value} {self.client} {self.state.value}>"
+
+    @property
+    def write_through(self) -> Callable[[bytes], None] | None:
+        return self._socket_write
+
+    @write_through.setter
+    def write_through(self, write: Callable[[bytes], None] | None) -> None:
+        self._socket_write = write
+        self._sync_fast_write()
+
+    def _sync_fast_write(self) -> None:
+        clear = self.state is _OPEN and not (self._dirty or self._writing)
+        self.fast_write = self._socket_write if clear else None
 
     @property
     def queued_frames(self) -> int:
@@ -149,6 +168,7 @@ class Connection:
             return False
         if not self._dirty:
             self._dirty = True
+            self.fast_write = None
             self._flusher.mark(self)
         return True
 
@@ -167,17 +187,13 @@ class Connection:
         frames' bytes in one piece (``joined_wire``), or None to write them as a list."""
         if self.state is not _OPEN:
             return
+        write = self.fast_write
         if (
-            self._dirty
-            or self._writing
+            write is None
             # Under a write delay, one write per flush: what several rooms hand this
             # connection joins its outbox and leaves together.
             or (self._flusher.delay_s and len(self.subscriptions) > 1)
         ):
-            self.enqueue_all(frames)
-            return
-        write = self.write_through
-        if write is None:
             self.enqueue_all(frames)
         elif wire is not None:
             write(wire)
@@ -194,7 +210,7 @@ class Connection:
         self._dirty = False
         if self.state is _CLOSED:
             return
-        if not self._writing and self.write_through is not None:
+        if not self._writing and self._socket_write is not None:
             # take_all() then a check for empty: one Python call fewer than len() first.
             frames = self._outbox.take_all()
             if frames:
@@ -202,9 +218,13 @@ class Connection:
         elif self._outbox:
             # The socket applies backpressure: the writer task waits for it to drain.
             self._wake_writer()
+        # _sync_fast_write(), inlined: this runs for every connection a flush wrote to.
+        clear = self.state is _OPEN and not self._writing
+        self.fast_write = self._socket_write if clear else None
 
     def _wake_writer(self) -> None:
         self._writing = True  # the writer task has the outbox now
+        self.fast_write = None
         wake = self._wake
         if wake is None:
             wake = self._wake = asyncio.Event()
@@ -226,8 +246,10 @@ class Connection:
                         self.mark_closed(CloseCode.INTERNAL, "write failed")
                         return
                 self._writing = False  # the outbox is empty (or the socket gone)
+                self._sync_fast_write()
         finally:
             self._writing = False  # cancelled mid-write: nobody holds frames any more
+            self._sync_fast_write()
 
     def _is_live(self) -> bool:
         # A method, not an inline check: the state changes while the writer awaits.
@@ -252,6 +274,7 @@ class Connection:
             return
         reason = close_reason(reason)
         self.state = ConnState.CLOSING
+        self.fast_write = None
         self.close_code = code
         self.close_reason = reason
         self.dropped += self._outbox.clear()
@@ -268,6 +291,7 @@ class Connection:
             self.close_code = code
             self.close_reason = reason
         self.state = ConnState.CLOSED
+        self.fast_write = None
         self.dropped += self._outbox.clear()
         if self._wake is not None:
             self._wake.set()
