@@ -25,6 +25,15 @@ async def test_the_process_wide_history_budget_trims_the_least_active_rooms_firs
     assert len((await broker.history("old", 0)).messages) == 2
 
 
+@pytest.mark.parametrize("text", ["a" * 1000, "\u00e9" * 500])
+async def test_a_text_message_counts_its_utf8_bytes_against_the_history_budget(text: str) -> None:
+    broker = await _started(history_total_max_bytes=3_000)
+    for _ in range(5):
+        await broker.publish("r", text)
+    assert broker.history_bytes == 3_000  # 1,000 bytes each, whatever the characters
+    assert len((await broker.history("r", 0)).messages) == 3
+
+
 async def test_a_forgotten_room_comes_back_with_a_new_epoch() -> None:
     broker = await _started(max_rooms=2)
     first = await broker.publish("a", 1)

@@ -168,7 +168,8 @@ class MemoryBroker:
 
     def _append(self, state: _Room, message: Message, retention: Retention | None) -> None:
         now = time.monotonic()
-        self._expire(state, retention, now, keep=0)
+        if retention is not None:
+            self._expire(state, retention, now, keep=0)
         state.ring.append(message)
         state.times.append(now)
         state.bytes += message.size

@@ -97,7 +97,9 @@ class LocalRoom:
                 sub.conn.enqueue(message.v1_frame())
 
     def _fits(self, frames: list[OutFrame]) -> bool:
-        return self._outbox.holds(len(frames), sum(frame.size for frame in frames))
+        # One frame (a flush per message, the common case) without a generator.
+        size = frames[0].size if len(frames) == 1 else sum(frame.size for frame in frames)
+        return self._outbox.holds(len(frames), size)
 
     def _to_v1(self, batch: list[Message]) -> None:
         frames = [message.v1_frame() for message in batch]
@@ -108,7 +110,9 @@ class LocalRoom:
         # The whole batch goes to each member in one piece when it is one epoch in
         # offset order (as a broker delivers it): a member takes all of it or, where
         # its own position says otherwise, the rules below message by message.
-        whole = latest - offset == len(batch) - 1 and all(m.epoch == epoch for m in batch)
+        whole = len(batch) == 1 or (
+            latest - offset == len(batch) - 1 and all(m.epoch == epoch for m in batch)
+        )
         # ``wire`` to write straight through where Connection.deliver() would write it at
         # once; None where it decides: under a write delay (one write per flush), or
         # frames too large to join.

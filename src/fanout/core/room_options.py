@@ -54,6 +54,8 @@ class RoomRules:
 
     def retention(self, room: str) -> Retention | None:
         """The room's own history limits, for the broker (None: the broker's)."""
+        if not self._rules:
+            return None  # no --rooms: every publish asks, so answer without a lookup
         opts = self.of(room)
         if opts.history is None and opts.history_age_s is None:
             return None

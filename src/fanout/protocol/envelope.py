@@ -125,9 +125,13 @@ class Message:
         self.data = data
         self._v1: OutFrame | None = None
         self._plain: OutFrame | None = None
-        # Bytes this message holds in buffers; for JSON this is its encoded frame, which
-        # is built here once and reused for every recipient.
-        if isinstance(data, bytes | bytearray | memoryview):
+        # Bytes this message holds, for the history's limits: a string's or bytes' own
+        # length (no frame is built before a recipient needs it: a plain room never
+        # builds the v1 frame), any other JSON value's encoded v1 frame, which is built
+        # here once and reused for every recipient.
+        if isinstance(data, str):
+            self.size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        elif isinstance(data, bytes | bytearray | memoryview):
             self.size = len(data)
         else:
             self.size = self.v1_frame().size
@@ -159,7 +163,9 @@ class Message:
     def plain_frame(self) -> OutFrame:
         """What a plain client receives: strings and bytes as-is, anything else as JSON."""
         if self._plain is None:
-            self._plain = OutFrame.of(self.data)
+            data = self.data
+            # The common case of OutFrame.of(), without its call.
+            self._plain = OutFrame.text(data) if isinstance(data, str) else OutFrame.of(data)
         return self._plain
 
     def __repr__(self) -> str:
