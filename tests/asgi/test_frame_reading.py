@@ -88,3 +88,46 @@ async def test_invalid_utf8_after_a_good_frame_in_one_read_closes_1007_after_del
         _, close = await raw.read_all()
         assert close_code(close) == 1007
         assert (await recv_json(reader))["data"] == "fine"
+
+
+async def test_a_large_publish_cut_across_reads_then_small_ones_in_its_last_read_keep_order() -> (
+    None
+):
+    async with _raw_publisher("big") as (raw, reader):
+        large = "y" * 300_000
+        big = masked_frame(0x1, _publish("big", large, "big"))
+        smalls = b"".join(masked_frame(0x1, _publish("big", n, f"s{n}")) for n in range(50))
+        # The large frame starts in one read, goes on in a second and ends in a third,
+        # which also holds fifty small frames.
+        raw.send_raw(masked_frame(0x1, _publish("big", "first", "f")) + big[:100_000])
+        await raw.writer.drain()
+        await asyncio.sleep(0.02)
+        raw.send_raw(big[100_000:250_000])
+        await raw.writer.drain()
+        await asyncio.sleep(0.02)
+        raw.send_raw(big[250_000:] + smalls)
+        await raw.writer.drain()
+        got = [(await recv_json(reader))["data"] for _ in range(52)]
+        assert got[:2] == ["first", large]
+        assert got[2:] == list(range(50))
+
+
+async def test_a_frame_over_the_limit_in_a_large_read_closes_1009_and_what_was_acked_arrives() -> (
+    None
+):
+    async with _raw_publisher("r") as (raw, reader):
+        good = b"".join(masked_frame(0x1, _publish("r", n, f"g{n}")) for n in range(100))
+        assert len(good) > 4096  # more than one slice of a read
+        raw.send_raw(good + masked_frame(0x2, b"abc", declared_length=1 << 40))
+        frames, close = await raw.read_all()
+        assert close_code(close) == 1009
+        acked = [json.loads(bytes(f.data))["id"] for f in frames]
+        got: list[int] = []
+        with contextlib.suppress(TimeoutError):
+            while len(got) < 100:
+                got.append((await recv_json(reader, timeout=1))["data"])
+        # Publishes not yet handled when the close came are dropped unanswered (the
+        # client resends them with their ids); every one answered was delivered, in order.
+        assert acked == [f"g{n}" for n in range(len(acked))]
+        assert got == list(range(len(got)))
+        assert len(got) >= len(acked) > 0

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from fanout.asgi.simple_frames import take_simple_frames
+from fanout.asgi.simple_frames import frame_length, take_simple_frames
 from tests.support.rawclient import masked_frame
 
 TEXT, BINARY, CONT, PING, CLOSE = 0x1, 0x2, 0x0, 0x9, 0x8
@@ -69,3 +69,24 @@ def test_random_bytes_never_raise_and_never_take_more_than_they_hold() -> None:
         messages, used = take_simple_frames(data, rng.choice((None, 10)))
         assert 0 <= used <= len(data)
         assert (used == 0) == (not messages)
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 300_000])
+def test_a_frames_length_is_known_from_its_header_alone(size: int) -> None:
+    frame = masked_frame(TEXT, b"x" * size)
+    assert frame_length(b"junk" + frame, 4) == len(frame)
+    header = len(frame) - size
+    assert frame_length(frame[: header - 4], 0) == len(frame)  # the mask not read yet
+    unmasked = bytes([frame[0], frame[1] & 0x7F]) + frame[2 : header - 4]
+    assert frame_length(unmasked, 0) == len(frame) - 4
+
+
+@pytest.mark.parametrize("cut", [0, 1, 3, 9])
+def test_a_header_cut_off_gives_no_length_yet(cut: int) -> None:
+    frame = masked_frame(TEXT, b"x" * 70_000)  # a 10-byte header before the mask
+    assert frame_length(frame[:cut], 0) is None
+
+
+def test_a_length_a_header_lies_about_is_reported_as_it_says() -> None:
+    frame = masked_frame(BINARY, b"abc", declared_length=1 << 40)
+    assert frame_length(frame, 0) == 2 + 8 + 4 + (1 << 40)

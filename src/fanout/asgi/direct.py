@@ -20,7 +20,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.protocol import Protocol, State
 from websockets.streams import StreamReader
 
-from fanout.asgi.simple_frames import take_simple_frames
+from fanout.asgi.simple_frames import frame_length, take_simple_frames
 from fanout.core.lazy_event import LazyEvent
 from fanout.core.transport import WriteThroughWatcher
 from fanout.protocol.envelope import OutFrame
@@ -268,6 +268,8 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     # Received bytes not parsed yet (from _unparsed_at on); reading is paused meanwhile.
     _unparsed = b""
     _unparsed_at = 0
+    # Bytes of a large frame still to come, after the part handed to websockets.
+    _frame_left = 0
     _parse_later: asyncio.Handle | None = None
     _read_while_closing = 0
     _deaf = False
@@ -276,6 +278,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._deaf:
             return
         if not self._unparsed and len(data) <= PARSE_SLICE:
+            self._frame_left = max(0, self._frame_left - len(data))
             self._parse(data)
             return
         self._unparsed = self._unparsed[self._unparsed_at :] + data
@@ -318,11 +321,15 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         self._parse_later = None
         while self._unparsed and not (self._deaf or self.transport.is_closing()):
             at = self._unparsed_at
-            piece = self._unparsed[at : at + PARSE_SLICE]
-            if at + PARSE_SLICE >= len(self._unparsed):
+            size = self._piece_size(at)
+            piece = self._unparsed[at : at + size]
+            if at + size >= len(self._unparsed):
                 self._unparsed, self._unparsed_at = b"", 0
             else:
-                self._unparsed_at = at + PARSE_SLICE
+                self._unparsed_at = at + size
+            self._frame_left = max(
+                0, (size if size > PARSE_SLICE else self._frame_left) - len(piece)
+            )
             self._parse(piece)
             if self.read_paused:  # the app has messages to read first
                 break
@@ -336,6 +343,26 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         elif not self.read_paused:
             self.transport.resume_reading()
 
+    def _piece_size(self, at: int) -> int:
+        """How much of the unparsed bytes from ``at`` on to hand websockets at once: a
+        slice, or a large frame's bytes whole. Within one frame websockets has nothing
+        to hand the app before its end, and slicing would only add a pass of its
+        parser per slice (256 for 1 MiB); past the frame's end, slices again."""
+        if self.close_sent or self.direct is None:
+            return PARSE_SLICE
+        if self._frame_left > PARSE_SLICE:
+            return self._frame_left  # the rest of a large frame begun earlier
+        if self._frame_left:
+            return PARSE_SLICE
+        conn = self.conn
+        if conn.state is not State.OPEN or not at_frame_start(conn):
+            return PARSE_SLICE
+        length = frame_length(self._unparsed, at)
+        limit = frame_size_limit(conn)
+        if length is None or length <= PARSE_SLICE or (limit is not None and length > limit):
+            return PARSE_SLICE  # websockets refuses one too large from its header alone
+        return length
+
     async def receive(self) -> Any:
         message = await super().receive()
         if self._deaf or (self._unparsed and not self.transport.is_closing()):
@@ -346,7 +373,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         return message
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._unparsed, self._unparsed_at = b"", 0
+        self._unparsed, self._unparsed_at, self._frame_left = b"", 0, 0
         if self._parse_later is not None:
             self._parse_later.cancel()
             self._parse_later = None

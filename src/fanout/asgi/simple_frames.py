@@ -53,3 +53,24 @@ def take_simple_frames(data: bytes, max_size: int | None) -> tuple[list[str | by
             messages.append(payload)
         at = end
     return messages, at
+
+
+def frame_length(data: bytes, at: int) -> int | None:
+    """The bytes of the frame whose header starts at ``data[at]`` (header, mask and
+    payload), or None while its header is not complete in ``data``."""
+    if len(data) - at < 2:
+        return None
+    second = data[at + 1]
+    length = second & 0x7F
+    header = 2 + (4 if second & _MASKED else 0)
+    if length == 126:
+        if len(data) - at < 4:
+            return None
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        header += 2
+    elif length == 127:
+        if len(data) - at < 10:
+            return None
+        length = int.from_bytes(data[at + 2 : at + 10], "big")
+        header += 8
+    return header + length
