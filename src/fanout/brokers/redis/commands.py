@@ -185,7 +185,9 @@ class CommandLink:
         self._drop("closed")
 
     async def _send(self, conn: _Connection, args: tuple[str | bytes | int, ...]) -> Any:
-        if conn.closed:
+        # is_closing(): the socket is gone and its reader has not said so yet (uvloop
+        # raises RuntimeError on a write to it, not an OSError).
+        if conn.closed or conn.writer.transport.is_closing():
             raise LinkError("redis link lost")
         future = conn.loop_future()
         self._write(conn, args, future)
@@ -205,7 +207,9 @@ class CommandLink:
     async def _connection(self) -> _Connection:
         conn = self._conn
         if conn is not None and not conn.closed:
-            return conn
+            if not conn.writer.transport.is_closing():
+                return conn
+            self._drop("redis link lost")  # gone before its reader noticed: a new one
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._connect())
             self._connecting.add_done_callback(_retrieve)
