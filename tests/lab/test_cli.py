@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from fanout.cli import main
@@ -125,6 +128,42 @@ def test_a_server_command_that_dies_is_reported_with_its_output(tmp_path: Path) 
     assert run.returncode == 3  # an invalid run: nothing ever listened
     assert "boom: no config" in run.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_bench_run_ended_by_sigterm_stops_the_server_and_generators_it_started(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = shlex.join([sys.executable, str(FAULTY), "--port", str(port)])
+    argv = [sys.executable, "-m", "fanout.cli", "bench", f"ws://127.0.0.1:{port}/ws"]
+    argv += ["--server-cmd", server, "--receivers", "2", "--rate", "20", "--duration", "60"]
+    bench = subprocess.Popen(
+        [*argv, "--processes", "2", "-o", str(tmp_path / "run.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(started) < 3:  # the server, 2 generators
+            time.sleep(0.2)
+            started = psutil.Process(bench.pid).children(recursive=True)
+        assert len(started) >= 3, f"the run did not start: {started}"
+        time.sleep(1.0)  # publishing by now
+        bench.send_signal(signal.SIGTERM)
+        bench.wait(timeout=30)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        _, alive = psutil.wait_procs(started, timeout=10)
+        for proc in alive:  # what the run left behind, not to outlive the test
+            proc.kill()
+        _, err = bench.communicate()
+    assert bench.returncode == 130, err
+    assert "interrupted, nothing written" in err
+    assert not (tmp_path / "run.json").exists()
+    assert alive == [], [p.cmdline() for p in alive]
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fanout.lab.config import BenchConfig
@@ -35,6 +37,8 @@ exit status (for CI, with --junit FILE for a JUnit XML report):
   2  bad arguments: nothing was run
   3  an invalid run, which cannot be trusted: nothing listening at the URL, the server
      command died before listening, or the load generator was the bottleneck
+  130  interrupted (Ctrl-C or SIGTERM): the server --server-cmd started and the load
+     generator's processes are stopped, nothing is written
 """
 
 
@@ -338,6 +342,24 @@ def _default_out(kind: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        return _run(args)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a CI job's time-out, ``kill``) ends a run as Ctrl-C does, through the
+    same clean-up: the server ``--server-cmd`` started runs in its own session, so
+    nothing else would stop it."""
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         from rich.console import Console
 
