@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
+import signal
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -211,3 +215,37 @@ async def test_keep_alive_requests_still_work_and_each_head_gets_its_own_deadlin
         answer = await asyncio.wait_for(reader.readuntil(b"}"), 5)
         assert answer.startswith(b"HTTP/1.1 200 ")
     writer.close()
+
+
+async def _opened_so_far(server: HubProcess) -> float:
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(server.url + "/metrics", timeout=5)).text
+    line = next(x for x in metrics.splitlines() if x.startswith("fanout_connections_opened_"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_clients_that_gave_up_before_their_answer_cost_the_server_no_connection(
+    hub: HubProcess,
+) -> None:
+    # A reconnect storm: the server is busy, clients' open timeouts expire with their
+    # requests still queued, and they leave (half of them with a reset).
+    before = await _opened_so_far(hub)
+    gone = []
+    os.kill(hub.pid, signal.SIGSTOP)  # busy: the kernel queues connections and requests
+    try:
+        for i in range(40):
+            sock = socket.create_connection(("127.0.0.1", _port(hub.url)), timeout=5)
+            sock.sendall(UPGRADE[:-2] + b"Sec-WebSocket-Protocol: fanout.v1\r\n\r\n")
+            if i % 2:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.append(sock)
+        for sock in gone:
+            sock.close()
+    finally:
+        os.kill(hub.pid, signal.SIGCONT)
+    # A client that waited is answered after all of them, and gets in as usual.
+    assert await _legit_client(hub, 100) < 5.0  # its own room: no earlier test's ids
+    assert await _opened_so_far(hub) - before == 1  # the one that waited
+    async with httpx.AsyncClient() as client:
+        health = await client.get(hub.url + "/healthz", timeout=5)
+    assert health.json()["connections"] == 0

@@ -398,6 +398,17 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
             # not note it, and would log "returned without completing handshake".
             self.handshake_complete = True
 
+    async def run_asgi(self) -> None:
+        await asyncio.sleep(0)  # one turn of the loop: it reads what followed the request
+        if self.transport.is_closing():
+            # The client left before its request was even read: a client of a reconnect
+            # storm that gave up waiting for its 101 sends the request and then closes.
+            # No one is there to answer; running the app would accept, register and
+            # tear down a connection for nothing, at the cost of a whole handshake.
+            self.handshake_complete = True
+            return
+        await super().run_asgi()
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
