@@ -75,6 +75,12 @@ class _Connection:
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
+    @property
+    def gone(self) -> bool:
+        """Failed, or its socket is closing and its reader has not said so yet (uvloop
+        raises RuntimeError on a write to it, not an OSError): write nothing to it."""
+        return self.closed or self.writer.transport.is_closing()
+
     def loop_future(self, *, ignored: bool = False) -> asyncio.Future[Any]:
         """A reply's future; ``ignored``: nobody may await its failure."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -150,7 +156,7 @@ class CommandLink:
         return reply
 
     async def _replicated(self, conn: _Connection, replicas: int) -> None:
-        if conn.closed or self._conn is not conn:
+        if conn.gone or self._conn is not conn:
             raise LinkError("redis link lost before the write was confirmed on a replica")
         barrier = conn.barrier
         if barrier is None:
@@ -172,7 +178,7 @@ class CommandLink:
 
     def _send_wait(self, conn: _Connection, barrier: asyncio.Future[Any], replicas: int) -> None:
         conn.barrier = None
-        if conn.closed:
+        if conn.gone:
             barrier.set_exception(LinkError("redis link lost"))
             return
         # Answered before our own timeout, so a replica that lags fails the publish
@@ -185,9 +191,7 @@ class CommandLink:
         self._drop("closed")
 
     async def _send(self, conn: _Connection, args: tuple[str | bytes | int, ...]) -> Any:
-        # is_closing(): the socket is gone and its reader has not said so yet (uvloop
-        # raises RuntimeError on a write to it, not an OSError).
-        if conn.closed or conn.writer.transport.is_closing():
+        if conn.gone:
             raise LinkError("redis link lost")
         future = conn.loop_future()
         self._write(conn, args, future)
@@ -206,10 +210,10 @@ class CommandLink:
 
     async def _connection(self) -> _Connection:
         conn = self._conn
-        if conn is not None and not conn.closed:
-            if not conn.writer.transport.is_closing():
-                return conn
-            self._drop("redis link lost")  # gone before its reader noticed: a new one
+        if conn is not None and not conn.gone:
+            return conn
+        if conn is not None:
+            self._drop("redis link lost")  # closing before its reader noticed: a new one
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._connect())
             self._connecting.add_done_callback(_retrieve)
