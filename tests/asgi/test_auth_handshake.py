@@ -12,7 +12,6 @@ import json
 import time
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -22,7 +21,7 @@ from fanout.core.consumer import Consumer
 from fanout.protocol.envelope import Payload
 from fanout.settings import Settings
 from tests.auth import OTHER_SECRET, SECRET, make_token
-from tests.support.servers import RunningHub, running_hub
+from tests.support.servers import RunningHub, metric, running_hub
 from tests.support.wsclient import (
     assert_silent,
     connect_plain,
@@ -53,15 +52,6 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _metric(server: RunningHub, name: str) -> int:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(server.url + "/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(f"fanout_{name} "):
-            return int(float(line.split()[1]))
-    return 0
-
-
 async def _publish_ack(ws: websockets.ClientConnection, room: str, msg_id: str) -> dict[str, Any]:
     await send_json(ws, {"type": "publish", "room": room, "data": msg_id, "id": msg_id})
     return await recv_json(ws)
@@ -80,7 +70,7 @@ async def test_a_handshake_without_a_token_is_refused_with_403_saying_where_to_s
         assert "'token' query parameter" in reason
         assert server.hub.counters["refused_token"] == 1
         assert server.hub.counters["connections_total"] == 0
-        assert await _metric(server, 'refusals_total{reason="token"}') == 1
+        assert await metric(server.url, 'refusals_total{reason="token"}') == 1
 
 
 async def test_an_expired_token_is_refused_with_403_token_expired() -> None:
@@ -173,8 +163,8 @@ async def test_a_foreign_origin_is_refused_with_403_before_accept_even_with_a_go
         assert server.hub.counters["refused_origin"] == 1
         assert server.hub.counters["connections_total"] == 0
         assert len(server.hub.connections) == 0
-        assert await _metric(server, 'refusals_total{reason="origin"}') == 1
-        assert await _metric(server, "connections") == 0
+        assert await metric(server.url, 'refusals_total{reason="origin"}') == 1
+        assert await metric(server.url, "connections") == 0
 
 
 async def test_an_anonymous_hub_refuses_a_foreign_origin_too() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.servers import HubProcess, hub_process
+from tests.support.servers import HubProcess, hub_process, metric
 from tests.support.wsclient import connect_v1, recv_json, send_json, subscribe
 
 HANDSHAKE_TIMEOUT_S = 2.0
@@ -217,19 +217,12 @@ async def test_keep_alive_requests_still_work_and_each_head_gets_its_own_deadlin
     writer.close()
 
 
-async def _opened_so_far(server: HubProcess) -> float:
-    async with httpx.AsyncClient() as client:
-        metrics = (await client.get(server.url + "/metrics", timeout=5)).text
-    line = next(x for x in metrics.splitlines() if x.startswith("fanout_connections_opened_"))
-    return float(line.rsplit(" ", 1)[1])
-
-
 async def test_clients_that_gave_up_before_their_answer_cost_the_server_no_connection(
     hub: HubProcess,
 ) -> None:
     # A reconnect storm: the server is busy, clients' open timeouts expire with their
     # requests still queued, and they leave (half of them with a reset).
-    before = await _opened_so_far(hub)
+    before = await metric(hub.url, "connections_opened_total")
     gone = []
     os.kill(hub.pid, signal.SIGSTOP)  # busy: the kernel queues connections and requests
     try:
@@ -245,7 +238,7 @@ async def test_clients_that_gave_up_before_their_answer_cost_the_server_no_conne
         os.kill(hub.pid, signal.SIGCONT)
     # A client that waited is answered after all of them, and gets in as usual.
     assert await _legit_client(hub, 100) < 5.0  # its own room: no earlier test's ids
-    assert await _opened_so_far(hub) - before == 1  # the one that waited
+    assert await metric(hub.url, "connections_opened_total") - before == 1  # the one that waited
     async with httpx.AsyncClient() as client:
         health = await client.get(hub.url + "/healthz", timeout=5)
     assert health.json()["connections"] == 0

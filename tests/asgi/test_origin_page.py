@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -25,7 +24,7 @@ from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import mint_token
 from fanout.settings import Settings
 from tests.support.browser import MESSAGES, TIMEOUT_MS
-from tests.support.servers import RunningHub, running_hub
+from tests.support.servers import metric, running_hub
 
 pytestmark = pytest.mark.browser
 
@@ -112,15 +111,6 @@ async def seen(page: Page) -> dict[str, Any]:
     return result
 
 
-async def metric(server: RunningHub, name: str) -> int:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(server.url + "/metrics")).text
-    for line in text.splitlines():
-        if line.startswith(f"fanout_{name} "):
-            return int(float(line.split()[1]))
-    return 0
-
-
 def lobby_token(ttl_s: float = 300, now: float | None = None) -> str:
     return mint_token(
         SECRET.encode(),
@@ -171,7 +161,7 @@ async def test_a_page_from_a_second_origin_is_refused_before_the_socket_opens(
         await page.wait_for_function("() => window.seen.events.includes('close 1006')")
         assert (await seen(page))["events"] == ["error", "close 1006"]
         assert server.hub.counters["refused_origin"] == 1
-        assert await metric(server, 'refusals_total{reason="origin"}') == 1
+        assert await metric(server.url, 'refusals_total{reason="origin"}') == 1
         assert server.hub.counters["connections_total"] == 0
         assert len(server.hub.connections) == 0
 

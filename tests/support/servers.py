@@ -116,6 +116,17 @@ def start_hub_process(
     return HubProcess(url, proc, log_path)
 
 
+async def metric(url: str, name: str) -> float:
+    """The sample ``fanout_<name>`` (labels included) from the hub's /metrics at
+    ``url``; 0 when it has none."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(url + "/metrics", timeout=5)).text
+    for line in text.splitlines():
+        if line.startswith(f"fanout_{name} "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)
