@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fanout.lab.config import BenchConfig, format_size
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import free_port
 from fanout.lab.session import run_bench
 from fanout.lab.sweep import Axes, point_label, sweep
@@ -295,4 +296,5 @@ def _report(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

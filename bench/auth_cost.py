@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fanout.lab.interrupt import run_interruptible
 from fanout_vs_article import (
     PAYLOAD_BYTES,
     RATE_HEADROOM,
@@ -184,4 +185,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

@@ -82,6 +82,7 @@ from typing import Any, Literal
 from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import mint_token
 from fanout.lab.config import BenchConfig, ConfigError, Mode, format_size, parse_size
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import free_port
 from fanout.lab.observe import ServerProcess
 from fanout.lab.session import run_bench
@@ -1138,4 +1139,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

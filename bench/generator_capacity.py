@@ -32,6 +32,7 @@ from typing import Any
 
 from fanout.lab.accounting import ReceiverTally
 from fanout.lab.histogram import Histogram
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import ProcessGone, free_port, wait_for_port
 from fanout.lab.payloads import header
 from fanout.lab.wsclient import LabConnection, ProcessTally
@@ -237,4 +238,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

@@ -75,6 +75,7 @@ import psutil
 import uvloop
 
 import results_md
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import free_port
 from results_md import BENCH_DIR, HOST
 
@@ -1117,4 +1118,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

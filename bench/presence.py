@@ -36,6 +36,7 @@ import results_md
 from fanout.asgi.wiring import redis_broker_options
 from fanout.brokers.redis.presence import REFRESH_BATCH, SWEEP_BATCH, RedisPresence
 from fanout.core.presence import Member, PresenceLimits, PresenceStats
+from fanout.lab.interrupt import run_interruptible
 from fanout.settings import Settings
 from nodes import commandstats, redis_command, redis_server, redis_version
 from results_md import HOST, percentiles
@@ -300,4 +301,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

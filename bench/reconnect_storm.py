@@ -81,6 +81,7 @@ import nodes
 import results_md
 from fanout.backoff import Backoff
 from fanout.client.reconnects import Reconnects
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import free_port, wait_for_port
 from fanout.lab.wsclient import client_frame_header
 from nodes import SYSTEM_REDIS_PORT, Started, redis_server, redis_version
@@ -1734,4 +1735,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

@@ -67,6 +67,7 @@ from fanout.brokers.redis.commands import Script
 from fanout.brokers.redis.emitter import EmitterConfig
 from fanout.brokers.redis.layout import RoomKeys
 from fanout.brokers.redis.publish import PUBLISH, publish
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import ProcessGone, free_port, wait_until
 from fanout.lab.results import machine, versions
 from fanout.protocol.envelope import Payload
@@ -1356,4 +1357,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

@@ -71,6 +71,7 @@ from fanout.brokers.redis.options import RedisTarget
 from fanout.brokers.redis.slots import key_slot
 from fanout.brokers.redis.topology import discover
 from fanout.lab.config import BenchConfig
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.session import run_bench
 from fanout.settings import NO_CLIENT_LIMITS
 from redis_crossnode import LOADS as CROSSNODE_LOADS
@@ -1210,4 +1211,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

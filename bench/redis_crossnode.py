@@ -39,6 +39,7 @@ from typing import Any
 import nodes
 import results_md
 from fanout.lab.config import BenchConfig
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.session import run_bench
 from fanout.settings import NO_CLIENT_LIMITS
 from nodes import Started, commandstats, redis_server
@@ -522,4 +523,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

@@ -63,6 +63,7 @@ import nodes
 import results_md
 from fanout.auth.grants import RoomGrants
 from fanout.auth.tokens import mint_token
+from fanout.lab.interrupt import run_interruptible
 from fanout.lab.wsclient import client_frame_header
 from fanout.settings import NO_CLIENT_LIMITS
 from nodes import Started, redis_server, redis_version
@@ -913,4 +914,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
+    sys.exit(run_interruptible(main))

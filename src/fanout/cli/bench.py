@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from fanout.lab.config import BenchConfig
 from fanout.lab.gate import ExitCode, FailOn
+from fanout.lab.interrupt import sigterm_as_interrupt
 
 EPILOG = """\
 examples:
@@ -342,21 +341,11 @@ def _default_out(kind: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread: SIGTERM keeps its handler
+    # SIGTERM (a CI job's time-out, ``kill``) ends a run as Ctrl-C does, through the
+    # same clean-up: the server ``--server-cmd`` started runs in its own session, so
+    # nothing else would stop it.
+    with sigterm_as_interrupt():
         return _run(args)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (a CI job's time-out, ``kill``) ends a run as Ctrl-C does, through the
-    same clean-up: the server ``--server-cmd`` started runs in its own session, so
-    nothing else would stop it."""
-    raise KeyboardInterrupt
 
 
 def _run(args: argparse.Namespace) -> int:
