@@ -273,6 +273,9 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
     _parse_later: asyncio.Handle | None = None
     _read_while_closing = 0
     _deaf = False
+    # websockets' parser was seen at a frame start (at_frame_start) and has been given
+    # no byte since: the check, a walk down its generators, is skipped until it has.
+    _parser_idle = False
 
     def data_received(self, data: bytes) -> None:
         if self._deaf:
@@ -296,13 +299,16 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
                 return
         elif self.direct is not None and self.conn.state is State.OPEN:
             conn = self.conn
-            if at_frame_start(conn):
+            if self._parser_idle or at_frame_start(conn):
+                # Still true at the next read if every byte of this one is ours.
+                self._parser_idle = True
                 messages, used = take_simple_frames(data, frame_size_limit(conn))
                 if messages:
                     self._hand_over(messages)
                     if used == len(data):
                         return
                     data = data[used:]
+        self._parser_idle = False  # websockets' parser state changes now: ask again
         super().data_received(data)
 
     def _hand_over(self, messages: list[str | bytes]) -> None:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, TypeVar, cast
 
 from fanout.core.broker import Broker, History, Published
@@ -410,7 +411,8 @@ class Hub:
         themselves (each maps its own failures once, at its boundary). A call that
         answers without waiting (the memory broker's) needs no timer."""
         try:
-            if isinstance(call, Coroutine):
+            # A coroutine's own type first: the ABC's isinstance runs Python code.
+            if type(call) is CoroutineType or isinstance(call, Coroutine):
                 started = run_eagerly(cast(Coroutine[Any, Any, T], call))
                 if isinstance(started, Finished):
                     return started.value
