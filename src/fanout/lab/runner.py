@@ -111,10 +111,16 @@ class Coordinator:
             self.pipes.append(parent)
             self.procs.append(proc)
 
-    def stop(self) -> None:
+    def stop(self, *, at_once: bool = False) -> None:
+        """Ask every generator process to exit and wait for it (5 s, then SIGKILL).
+        ``at_once``: terminate them now (the run was interrupted or failed): a process
+        in the middle of a phase reads its pipe only at the phase's end."""
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("exit",))
+        if at_once:
+            for proc in self.procs:
+                proc.terminate()
         for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
@@ -231,8 +237,10 @@ def run(
         if progress is not None:
             progress({"phase": "connected", **connected})
         coordinator.run_phase()
-    finally:
-        coordinator.stop()
+    except BaseException:  # Ctrl-C, SIGTERM (fanout.lab.interrupt) or a failure
+        coordinator.stop(at_once=True)
+        raise
+    coordinator.stop()
     return {
         "connected": connected,
         "sent": coordinator.sent,
