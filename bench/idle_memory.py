@@ -1118,5 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if "--serve" in sys.argv:  # a server this script started: its SIGTERM ends it as usual
+        sys.exit(main())
     # Ctrl-C or a kill (SIGTERM) stops the servers and processes the run started.
     sys.exit(run_interruptible(main))

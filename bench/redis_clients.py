@@ -218,6 +218,9 @@ def _start_redis(directory: Path, port: int, extra: Sequence[str]) -> subprocess
         log = directory / f"redis-{port}.log"
         text = log.read_text(errors="replace") if log.exists() else ""
         raise RuntimeError(f"redis-server did not start ({exc}):\n{text}") from None
+    except BaseException:  # Ctrl-C or SIGTERM while waiting: not left running
+        stop(proc)
+        raise
     pin(proc.pid, REDIS_CPU)
     return proc
 

@@ -28,12 +28,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:
-        yield
-        return
+        previous = None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_interruptible(main: Callable[[], int | None]) -> int:

@@ -229,8 +229,8 @@ def run(
     sending starts (``t = 0`` of the timeline).
     """
     coordinator = Coordinator(config, progress, on_start)
-    coordinator.start()
     try:
+        coordinator.start()
         connected = coordinator.connect()
         if on_connected is not None:
             on_connected(connected["ports"])
