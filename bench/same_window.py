@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shlex
 import statistics
 import subprocess
@@ -36,16 +35,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
 
 from fanout.lab.interrupt import run_interruptible
 from fanout.lab.net import free_port
 from fanout.lab.observe import ServerProcess
 from fanout.settings import NO_CLIENT_LIMITS
-from fanout_vs_article import pin_threads, server_command
-from results_md import HOST, ROOT
+from fanout_vs_article import children_on, pin_threads, server_command
+from results_md import HOST, ROOT, user_system_s
 
 SERVER_CPUS = (0,)
 LOAD_CPUS = (1,)
@@ -114,16 +110,6 @@ def checkouts(specs: list[tuple[str, str]]) -> Iterator[list[Variant]]:
             )
 
 
-def _on(cpus: tuple[int, ...]) -> Any:
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
-def server_cpu_s(pid: int) -> tuple[float, float]:
-    """(user + system, user) seconds of ``pid``, all its threads."""
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system, times.user
-
-
 def one_round(variants: list[Variant], args: argparse.Namespace, out: Path, round_no: int) -> None:
     duration = WARMUP_S + WINDOW_S + TAIL_S
     with contextlib.ExitStack() as stack:
@@ -149,24 +135,21 @@ def one_round(variants: list[Variant], args: argparse.Namespace, out: Path, roun
             argv += ["--receivers", str(args.subscribers), "--rate", str(args.rate)]
             argv += ["--duration", str(duration), "--drain", "3", "--quiet"]
             argv += ["--fail-on", "never", "--out", str(out / f"{v.name}-{round_no}.json")]
-            load = subprocess.Popen(
-                argv,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_on(LOAD_CPUS),
-            )
+            with children_on(LOAD_CPUS):
+                quiet = subprocess.DEVNULL
+                load = subprocess.Popen(argv, stdout=quiet, stderr=quiet)
             stack.callback(_stop, load)
             loads.append(load)
         time.sleep(WARMUP_S)
-        before = [server_cpu_s(server.pid) for _, server, _ in servers]
+        before = [user_system_s(server.pid) for _, server, _ in servers]
         started = time.monotonic()
         time.sleep(WINDOW_S)
-        after = [server_cpu_s(server.pid) for _, server, _ in servers]
+        after = [user_system_s(server.pid) for _, server, _ in servers]
         publishes = args.rate * (time.monotonic() - started)
         for load in loads:
             load.wait(timeout=duration + 60)
-    for (v, _, _), (t0, u0), (t1, u1) in zip(servers, before, after, strict=True):
-        v.rounds.append(1e6 * (t1 - t0) / publishes)
+    for (v, _, _), (u0, s0), (u1, s1) in zip(servers, before, after, strict=True):
+        v.rounds.append(1e6 * (u1 + s1 - u0 - s0) / publishes)
         v.user.append(1e6 * (u1 - u0) / publishes)
         lost, sent = outcome(out / f"{v.name}-{round_no}.json")
         v.lost += lost
