@@ -41,6 +41,7 @@ from fanout.lab.net import free_port
 from fanout.lab.observe import ServerProcess
 from fanout.settings import NO_CLIENT_LIMITS
 from fanout_vs_article import children_on, pin_threads, server_command
+from nodes import stop
 from results_md import HOST, ROOT, user_system_s
 
 SERVER_CPUS = (0,)
@@ -138,7 +139,7 @@ def one_round(variants: list[Variant], args: argparse.Namespace, out: Path, roun
             with children_on(LOAD_CPUS):
                 quiet = subprocess.DEVNULL
                 load = subprocess.Popen(argv, stdout=quiet, stderr=quiet)
-            stack.callback(_stop, load)
+            stack.callback(stop, load)
             loads.append(load)
         time.sleep(WARMUP_S)
         before = [user_system_s(server.pid) for _, server, _ in servers]
@@ -156,13 +157,6 @@ def one_round(variants: list[Variant], args: argparse.Namespace, out: Path, roun
         if sent < 0.95 * args.rate * (duration - 1):
             # Its load could not keep the rate (CPU 1 short): its window is not comparable.
             print(f"  {v.name}: only {sent} messages sent in round {round_no}", flush=True)
-
-
-def _stop(load: subprocess.Popen[bytes]) -> None:
-    if load.poll() is None:
-        load.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            load.wait(timeout=15)
 
 
 def outcome(path: Path) -> tuple[int, int]:
@@ -229,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report(variants, base)))
         if args.json:
             rows = [
-                {"name": v.name, "us_per_publish": v.rounds, "user_us_per_publish": v.user}
-                | {"lost": v.lost}
+                {
+                    "name": v.name,
+                    "us_per_publish": v.rounds,
+                    "user_us_per_publish": v.user,
+                    "lost": v.lost,
+                }
                 for v in variants
             ]
             doc = {"args": {k: str(a) for k, a in vars(args).items()}, "variants": rows}
